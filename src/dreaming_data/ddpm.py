@@ -1,0 +1,230 @@
+"""Training a class-conditional DDPM, with EMA, checkpoints that resume, and loading it back for sampling."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+from dreaming_data.config import DDPMConfig, DiffusionConfig, Params, RuntimeConfig, UNetConfig
+from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, training_loss
+from dreaming_data.io import ImageSet, atomic_path
+from dreaming_data.runtime import autocast, maybe_compile, memory_format, progress_bar, resolve_device, setup_backends
+from dreaming_data.unet import UNet, count_parameters
+
+
+def fingerprint_array(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    final_loss: float
+    epoch_losses: list[float]
+    images_per_s: float
+    wall_s: float
+    parameters: int
+    steps: int
+    resumed_from: int
+
+
+def seed_for(*parts: int) -> int:
+    """A 63-bit seed derived from integers, so (seed, class, chunk) streams never collide."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for every parameter; buffers are copied."""
+    e, m = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(e, m, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """Warm-up min(decay, (1 + n) / (10 + n)), as TensorFlow's ExponentialMovingAverage with num_updates:
+    short runs otherwise sample from weights still dominated by the random initialisation."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def training_identity(p: Params, schedule: str, train: ImageSet) -> dict:
+    """Everything a checkpoint must agree with to be resumed."""
+    return {
+        "schedule": schedule,
+        "diffusion": asdict(p.diffusion),
+        "unet": asdict(p.unet),
+        "ddpm": {k: v for k, v in asdict(p.ddpm).items() if k not in ("schedules", "checkpoint_minutes")},
+        "data": fingerprint_array(train.x) + fingerprint_array(train.y),
+        "image_shape": list(train.x.shape[1:]),
+        "num_classes": len(train.classes),
+    }
+
+
+def build_unet(unet: UNetConfig, image_shape: tuple[int, ...], num_classes: int) -> UNet:
+    H, W, C = image_shape
+    return UNet(unet, image_size=H, in_channels=C, num_classes=num_classes)
+
+
+def train_ddpm(
+    p: Params,
+    schedule: str,
+    train: ImageSet,
+    checkpoint_path: Path,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[UNet, TrainResult]:
+    """Train the DDPM of ``schedule`` on ``train``; returns the EMA model and a summary.
+
+    Resumes from ``checkpoint_path`` when its identity (config and data fingerprint) matches, starts fresh
+    (and says why) otherwise. Saves a checkpoint every ``ddpm.checkpoint_minutes``, on interruption
+    (KeyboardInterrupt) and at the end. ``on_step(step)`` is called after each optimizer step.
+    """
+    cfg: DDPMConfig = p.ddpm
+    device = resolve_device(p.runtime)
+    setup_backends(device)
+    torch.manual_seed(cfg.seed)
+    num_classes = len(train.classes)
+    sched = make_schedule(p.diffusion, schedule).to(device)
+    model = build_unet(p.unet, train.x.shape[1:], num_classes).to(device, memory_format=memory_format(device))
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, 1))
+
+    N = len(train)
+    steps_per_epoch = max(1, N // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    identity = training_identity(p, schedule, train)
+    step, epoch_losses, loss_sum = 0, [], 0.0  # loss_sum: sum of this epoch's losses so far
+    resumed_from = 0
+    if checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ckpt.get("identity") == identity:
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["generator"].cpu())
+            step, epoch_losses, loss_sum = ckpt["step"], ckpt["epoch_losses"], ckpt["loss_sum"]
+            resumed_from = step
+            print(f"resuming {schedule} from {checkpoint_path} at step {step}/{total}")
+        else:
+            changed = sorted(k for k in identity if ckpt.get("identity", {}).get(k) != identity[k])
+            print(f"starting fresh: {checkpoint_path} was made with different {', '.join(changed)}")
+
+    def save() -> None:
+        state = {
+            "identity": identity,
+            "config": {"unet": asdict(p.unet), "diffusion": asdict(p.diffusion), "ddpm": asdict(cfg)},
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "step": step,
+            "epoch_losses": epoch_losses,
+            "loss_sum": float(loss_sum),
+        }
+        with atomic_path(checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8, kept on the device
+    y_all = torch.from_numpy(train.y).to(device)
+    fwd = maybe_compile(model, device, p.runtime)
+    model.train()
+    t_start = time.perf_counter()
+    last_save = time.monotonic()
+    bar = progress_bar(total=total, initial=step, desc=f"ddpm {schedule}", unit="step")
+    try:
+        while step < total:
+            epoch, i = divmod(step, steps_per_epoch)
+            # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
+            perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(cfg.seed, 2, epoch)))
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].to(device)
+            x0 = from_uint8(x_all[idx]).contiguous(memory_format=memory_format(device))  # [B, C, H, W] in [-1, 1]
+            if cfg.hflip:
+                flip = torch.rand(len(idx), device=device, generator=gen) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
+            with autocast(device, p.runtime):
+                loss = training_loss(fwd, sched, x0, y_all[idx], num_classes, p.diffusion.p_uncond, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
+            step += 1
+            loss_sum = loss_sum + loss.detach()  # stays on the device: no sync per step
+            if step % steps_per_epoch == 0:
+                epoch_losses.append(float(loss_sum) / steps_per_epoch)
+                loss_sum = 0.0
+            bar.update(1)
+            if step % 10 == 0 or step == total:
+                elapsed = time.perf_counter() - t_start
+                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{(step - resumed_from) * cfg.batch_size / elapsed:.0f}")
+            if on_step is not None:
+                on_step(step)
+            if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                save()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        save()
+        bar.close()
+        print(f"\ninterrupted at step {step}/{total}; checkpoint saved to {checkpoint_path}")
+        raise
+    bar.close()
+    save()
+    wall = time.perf_counter() - t_start
+    done = step - resumed_from
+    return ema, TrainResult(
+        final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
+        epoch_losses=list(epoch_losses),
+        images_per_s=done * cfg.batch_size / wall if wall > 0 and done else float("nan"),
+        wall_s=wall,
+        parameters=count_parameters(model),
+        steps=step,
+        resumed_from=resumed_from,
+    )
+
+
+def save_ddpm(path: Path, ema: UNet, p: Params, schedule: str, train: ImageSet) -> None:
+    """A self-describing model file: EMA weights plus everything needed to rebuild and sample from it."""
+    state = {
+        "ema": ema.state_dict(),
+        "schedule": schedule,
+        "unet": asdict(p.unet),
+        "diffusion": asdict(p.diffusion),
+        "image_shape": list(train.x.shape[1:]),
+        "classes": list(train.classes),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+@dataclass
+class LoadedDDPM:
+    model: UNet
+    schedule: Schedule
+    diffusion: DiffusionConfig
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # H, W, C
+
+
+def load_ddpm(path: Path, device: torch.device, runtime: RuntimeConfig | None = None) -> LoadedDDPM:
+    from dreaming_data.errors import UserError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing (run train_ddpm first)") from None
+    unet_cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["unet"].items()})
+    diff_cfg = DiffusionConfig(**state["diffusion"])
+    model = build_unet(unet_cfg, tuple(state["image_shape"]), len(state["classes"]))
+    model.load_state_dict(state["ema"])
+    model = model.to(device, memory_format=memory_format(device)).eval().requires_grad_(False)
+    return LoadedDDPM(model, make_schedule(diff_cfg, state["schedule"]).to(device), diff_cfg,
+                      tuple(state["classes"]), tuple(state["image_shape"]))

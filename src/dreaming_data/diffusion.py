@@ -1,0 +1,257 @@
+"""The Gaussian diffusion process: noise schedules, the forward process, the loss, and the sampler.
+
+References (equation numbers are the papers'):
+- Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (DDPM): Algorithms 1 and 2, eqs. 4, 6-7, 11, 14.
+- Nichol & Dhariwal 2021, "Improved DDPM": the cosine schedule (eq. 17) and respacing (section 4).
+- Ho & Salimans 2021, "Classifier-Free Diffusion Guidance": eq. 6.
+
+Timestep indices are 0-based: index ``i`` is the paper's ``t = i + 1``. The network never holds the schedule;
+every function here takes the model as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dreaming_data.config import DiffusionConfig
+
+# eps_model(x_t [B, C, H, W], t [B] int64, y [B] int64) -> eps [B, C, H, W]
+EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedules: pure functions returning float64 arrays of shape [T]
+
+
+def linear_betas(timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """DDPM section 4: betas increasing linearly from beta_1 to beta_T."""
+    return np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+
+
+def cosine_alpha_bar(t: np.ndarray, timesteps: int, s: float) -> np.ndarray:
+    """Improved DDPM eq. 17: alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2).
+
+    The reference report prints this formula garbled ("(1 + s*t/T)", "(1 + s)/s"); this is the paper's form.
+    """
+    f = lambda u: np.cos(((u / timesteps + s) / (1 + s)) * np.pi / 2) ** 2  # noqa: E731
+    return f(np.asarray(t, dtype=np.float64)) / f(0.0)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Improved DDPM section 3.2: beta_t = 1 - alpha_bar(t) / alpha_bar(t - 1), clipped at 0.999."""
+    t = np.arange(1, timesteps + 1, dtype=np.float64)
+    betas = 1 - cosine_alpha_bar(t, timesteps, s) / cosine_alpha_bar(t - 1, timesteps, s)
+    return np.minimum(betas, max_beta)
+
+
+def make_betas(cfg: DiffusionConfig, schedule: str) -> np.ndarray:
+    if schedule == "linear":
+        return linear_betas(cfg.timesteps, cfg.beta_start, cfg.beta_end)
+    if schedule == "cosine":
+        return cosine_betas(cfg.timesteps, cfg.cosine_s)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Derived quantities of a beta schedule, each a float64 tensor of shape [T]."""
+
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor  # alpha_bar_t = prod_{s <= t} (1 - beta_s)
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+
+    @classmethod
+    def from_betas(cls, betas: np.ndarray | torch.Tensor) -> Schedule:
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        assert betas.ndim == 1 and bool(((betas > 0) & (betas < 1)).all()), "betas must lie in (0, 1)"
+        ab = torch.cumprod(1 - betas, dim=0)
+        return cls(betas, ab, ab.sqrt(), (1 - ab).sqrt())
+
+    @property
+    def timesteps(self) -> int:
+        return len(self.betas)
+
+    def to(self, device: torch.device | str) -> Schedule:
+        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def make_schedule(cfg: DiffusionConfig, schedule: str) -> Schedule:
+    return Schedule.from_betas(make_betas(cfg, schedule))
+
+
+def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """values[t] as float32, shaped [B, 1, 1, ...] to broadcast against a [B, ...] tensor of ``ndim`` dims."""
+    return values.to(t.device)[t].float().view(-1, *([1] * (ndim - 1)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Forward process and training loss
+
+
+def q_sample(s: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """DDPM eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+
+    x0, noise: [B, C, H, W]; t: [B] int64 in [0, T).
+    """
+    return _gather(s.sqrt_alphas_cumprod, t, x0.ndim) * x0 + _gather(s.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * noise
+
+
+def training_loss(
+    model: EpsModel,
+    s: Schedule,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    null_class: int,
+    p_uncond: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Algorithm 1 with L_simple (eq. 14): ||eps - eps_theta(x_t, t, y)||^2, mean over all elements.
+
+    Classifier-free guidance training (Ho & Salimans, Algorithm 1): each label is replaced by ``null_class``
+    with probability ``p_uncond``. x0: [B, C, H, W] in [-1, 1]; y: [B] int64.
+    """
+    B = x0.shape[0]
+    dev = x0.device
+    t = torch.randint(0, s.timesteps, (B,), device=dev, generator=generator)
+    noise = torch.randn(x0.shape, device=dev, generator=generator, dtype=x0.dtype)
+    drop = torch.rand(B, device=dev, generator=generator) < p_uncond
+    y = torch.where(drop, torch.full_like(y, null_class), y)
+    eps = model(q_sample(s, x0, t, noise), t, y)
+    return F.mse_loss(eps.float(), noise.float())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling over an arbitrary decreasing subset of timesteps
+
+
+def respaced_timesteps(timesteps: int, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced indices of [0, T), first and last included (improved-diffusion's ``space_timesteps``).
+
+    Returns an increasing int64 tensor; the sampler walks it backwards.
+    """
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be in [1, {timesteps}], got {steps}")
+    if steps == 1:
+        return torch.tensor([timesteps - 1])
+    stride = (timesteps - 1) / (steps - 1)
+    return torch.tensor(sorted({round(i * stride) for i in range(steps)}), dtype=torch.int64)
+
+
+@dataclass(frozen=True)
+class SamplerCoefficients:
+    """Per-step coefficients of ancestral sampling over kept timesteps ``t_0 < ... < t_{K-1}``; float64, [K].
+
+    Respacing (Improved DDPM section 4): beta'_k = 1 - alpha_bar(t_k) / alpha_bar(t_{k-1}), alpha_bar(t_{-1}) = 1,
+    so the full schedule is the special case that keeps every step.
+    """
+
+    timesteps: torch.Tensor  # [K] int64, original indices (what the network is told)
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    betas: torch.Tensor  # beta'_k
+    posterior_variance: torch.Tensor  # beta~_k = beta'_k (1 - alpha_bar_prev) / (1 - alpha_bar), eq. 7
+    posterior_mean_coef_x0: torch.Tensor  # sqrt(alpha_bar_prev) beta'_k / (1 - alpha_bar), eq. 7
+    posterior_mean_coef_xt: torch.Tensor  # sqrt(alpha'_k) (1 - alpha_bar_prev) / (1 - alpha_bar), eq. 7
+    sigma: torch.Tensor  # sqrt of the chosen variance: fixed_large = beta', fixed_small = beta~ (section 3.2)
+
+
+def sampler_coefficients(s: Schedule, timesteps: torch.Tensor, variance: str) -> SamplerCoefficients:
+    timesteps = torch.as_tensor(timesteps, dtype=torch.int64).cpu()
+    if timesteps.ndim != 1 or len(timesteps) == 0 or bool((timesteps[1:] <= timesteps[:-1]).any()):
+        raise ValueError("timesteps must be a strictly increasing 1-D sequence")
+    ab = s.alphas_cumprod.cpu()[timesteps]
+    ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+    betas = 1 - ab / ab_prev
+    post_var = betas * (1 - ab_prev) / (1 - ab)
+    if variance == "fixed_large":
+        var = betas
+    elif variance == "fixed_small":
+        var = post_var
+    else:
+        raise ValueError(f"unknown variance {variance!r}")
+    return SamplerCoefficients(
+        timesteps=timesteps,
+        alphas_cumprod=ab,
+        alphas_cumprod_prev=ab_prev,
+        betas=betas,
+        posterior_variance=post_var,
+        posterior_mean_coef_x0=ab_prev.sqrt() * betas / (1 - ab),
+        posterior_mean_coef_xt=(1 - betas).sqrt() * (1 - ab_prev) / (1 - ab),
+        sigma=var.sqrt(),
+    )
+
+
+def guided_eps(model: EpsModel, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, null_class: int, w: float) -> torch.Tensor:
+    """Ho & Salimans eq. 6: eps = (1 + w) eps(x, c) - w eps(x, null); both halves in one batched forward."""
+    if w == 0:
+        return model(x, t, y).float()
+    B = x.shape[0]
+    eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_class)])).float()
+    eps_cond, eps_uncond = eps[:B], eps[B:]
+    return (1 + w) * eps_cond - w * eps_uncond
+
+
+def p_sample_step(
+    c: SamplerCoefficients, k: int, x: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor | None, clip: bool = True
+) -> torch.Tensor:
+    """One ancestral step x_{t_k} -> x_{t_{k-1}} (Algorithm 2, in the posterior form of eqs. 7 and 11).
+
+    x0 is predicted from eps (eq. 11 rearranged; clipped to [-1, 1] as in the DDPM release), then
+    x_prev = mu~(x_t, x0) + sigma_k z, with no noise at the last step (k = 0). Arithmetic in float32.
+    """
+    ab = float(c.alphas_cumprod[k])
+    x = x.float()
+    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+    if clip:
+        x0 = x0.clamp(-1, 1)
+    mean = float(c.posterior_mean_coef_x0[k]) * x0 + float(c.posterior_mean_coef_xt[k]) * x
+    if k == 0 or noise is None:
+        return mean
+    return mean + float(c.sigma[k]) * noise
+
+
+@torch.no_grad()
+def sample(
+    model: EpsModel,
+    s: Schedule,
+    y: torch.Tensor,
+    x_T: torch.Tensor,
+    timesteps: torch.Tensor,
+    variance: str,
+    null_class: int,
+    guidance: float,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Ancestral sampling (Algorithm 2) with classifier-free guidance over the kept ``timesteps``.
+
+    y: [B] int64 labels; x_T: [B, C, H, W] initial noise; timesteps: increasing int64 indices (all T, or a
+    respaced subset). Noise for each step comes from ``generator`` on x_T's device. Returns x_0 in [-1, 1].
+    """
+    c = sampler_coefficients(s, timesteps, variance)
+    x = x_T.float()
+    for k in reversed(range(len(c.timesteps))):
+        t = torch.full((x.shape[0],), int(c.timesteps[k]), device=x.device, dtype=torch.int64)
+        eps = guided_eps(model, x, t, y, null_class, guidance)
+        noise = torch.randn(x.shape, device=x.device, generator=generator) if k > 0 else None
+        x = p_sample_step(c, k, x, eps, noise)
+        if progress is not None:
+            progress(1)
+    return x.clamp(-1, 1)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] float in [-1, 1] -> [B, H, W, C] uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def from_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, C] uint8 -> [B, C, H, W] float32 in [-1, 1]."""
+    return x.permute(0, 3, 1, 2).float() / 127.5 - 1
