@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import shutil
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -255,8 +254,9 @@ def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
     return train.subset(np.sort(idx)), train.subset(np.sort(idx_val))
 
 
-def prepare_data(cfg: DataConfig, out_dir: Path, metrics_path: Path) -> dict:
-    """Run the data stage: write ``{train,val,test}.npz`` to ``out_dir`` and counts to ``metrics_path``."""
+def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) -> dict:
+    """Run the data stage: write the ``train``, ``val`` and ``test`` sets to ``outputs[split]`` and counts to
+    ``metrics_path``. Everything is read and checked before the first file is written."""
     source_train, test = load_source(cfg)
     if set(np.unique(source_train.y)) != set(range(len(source_train.classes))):
         raise UserError(f"data: some classes have no training images ({source_train.counts()})")
@@ -269,16 +269,23 @@ def prepare_data(cfg: DataConfig, out_dir: Path, metrics_path: Path) -> dict:
         "counts": {"train": train.counts(), "val": val.counts(), "test": test.counts()},
         "totals": {"train": len(train), "val": len(val), "test": len(test)},
     }
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".prepared-", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
-        for name, images in (("train", train), ("val", val), ("test", test)):
-            save_images(tmp_dir / f"{name}.npz", images)
-        tmp_dir.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    for split, images in (("train", train), ("val", val), ("test", test)):
+        save_images(outputs[split], images)
     write_json(metrics_path, metrics)
     return metrics
+
+
+def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) -> ImageSet:
+    """Every real image, then the first ``per_class`` synthetic images of each class (all when None).
+    The ``synthetic`` flag records which rows a model made."""
+    if real.classes != synthetic.classes:
+        raise ValueError(f"class names differ: {real.classes} vs {synthetic.classes}")
+    if real.x.shape[1:] != synthetic.x.shape[1:]:
+        raise ValueError(f"image shapes differ: {real.x.shape[1:]} vs {synthetic.x.shape[1:]}")
+    keep = []
+    for c in range(len(synthetic.classes)):
+        idx = np.flatnonzero(synthetic.y == c)
+        keep.append(idx if per_class is None else idx[:per_class])
+    syn = synthetic.subset(np.concatenate(keep))
+    return ImageSet(np.concatenate([real.x, syn.x]), np.concatenate([real.y, syn.y]), real.classes,
+                    np.concatenate([np.zeros(len(real), dtype=bool), np.ones(len(syn), dtype=bool)]))

@@ -1,0 +1,224 @@
+"""Image classifiers (a small CNN like the report's, and ResNet-18 with a CIFAR stem), trained on uint8 tensors
+held on the device and augmented in batches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dreaming_data.config import ClassifierConfig, RuntimeConfig
+from dreaming_data.ddpm import fingerprint_array, seed_for
+from dreaming_data.errors import UserError
+from dreaming_data.io import ImageSet, atomic_path
+from dreaming_data.runtime import autocast, maybe_compile, memory_format, progress_bar, resolve_device, setup_backends
+
+
+class SimpleCNN(nn.Module):
+    """Two conv-pool blocks and a dense head: the scale of the reference report's network (~54% on CIFAR-10)."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * (image_size // 4) ** 2, 256), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_classifier(arch: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    if arch == "simple_cnn":
+        return SimpleCNN(in_channels, num_classes, image_size)
+    if arch == "resnet18":
+        from torchvision.models import resnet18
+
+        net = resnet18(num_classes=num_classes)
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)  # CIFAR stem
+        net.maxpool = nn.Identity()
+        return net
+    raise UserError(f"classifier.arch: unknown architecture {arch!r} (expected simple_cnn or resnet18)")
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Batched augmentation of x: [B, H, W, C] uint8 -> same shape: a random crop of the zero-padded image
+    (pad pixels each side), then a horizontal flip with probability 1/2."""
+    B, H, W, C = x.shape
+    dev = x.device
+    if pad > 0:
+        xp = F.pad(x, (0, 0, pad, pad, pad, pad))  # [B, H + 2p, W + 2p, C]
+        dy = torch.randint(0, 2 * pad + 1, (B,), device=dev, generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (B,), device=dev, generator=gen)
+        rows = (dy[:, None] + torch.arange(H, device=dev))[:, :, None]  # [B, H, 1]
+        cols = (dx[:, None] + torch.arange(W, device=dev))[:, None, :]  # [B, 1, W]
+        x = xp[torch.arange(B, device=dev)[:, None, None], rows, cols]  # [B, H, W, C]
+    if flip:
+        m = torch.rand(B, device=dev, generator=gen) < 0.5
+        x = torch.where(m[:, None, None, None], x.flip(2), x)
+    return x
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    mean: tuple[float, ...]  # per channel, in [0, 1] units
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Normalizer:
+        f = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255
+        return cls(tuple(f.mean(0).tolist()), tuple(np.maximum(f.std(0), 1e-3).tolist()))
+
+    def __call__(self, x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+        """[B, H, W, C] uint8 -> [B, C, H, W] float32, standardised."""
+        mean = torch.tensor(self.mean, device=x.device)
+        std = torch.tensor(self.std, device=x.device)
+        return ((x.float() / 255 - mean) / std).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+
+
+@dataclass
+class TrainedClassifier:
+    model: nn.Module
+    normalizer: Normalizer
+    classes: tuple[str, ...]
+    history: list[dict]
+    images_per_s: float
+    wall_s: float
+
+
+@torch.no_grad()
+def predict(model: nn.Module, normalizer: Normalizer, x: np.ndarray, device: torch.device, runtime: RuntimeConfig,
+            batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities of x: [N, H, W, C] uint8 -> [N, K] float32 (a numpy array)."""
+    model.eval()
+    out = []
+    fmt = memory_format(device)
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[start:start + batch_size]).to(device)
+        with autocast(device, runtime):
+            logits = model(normalizer(xb, fmt))
+        out.append(logits.float().softmax(1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def train_classifier(
+    cfg: ClassifierConfig,
+    runtime: RuntimeConfig,
+    train: ImageSet,
+    val: ImageSet,
+    seed: int,
+    epochs: int,
+    checkpoint_path: Path | None = None,
+    label: str = "classifier",
+) -> TrainedClassifier:
+    """Train ``cfg.arch`` on ``train`` for ``epochs``; validation accuracy after each epoch.
+
+    One-cycle learning rate (linear warm-up over the first 15% of steps, then linear decay), Nesterov SGD or Adam,
+    label smoothing. Checkpoints after every epoch to ``checkpoint_path`` and resumes from it when it was made by
+    the same configuration and data.
+    """
+    device = resolve_device(runtime)
+    setup_backends(device)
+    torch.manual_seed(seed_for(seed, 10))
+    H, W, C = train.x.shape[1:]
+    K = len(train.classes)
+    fmt = memory_format(device)
+    model = build_classifier(cfg.arch, C, K, H).to(device, memory_format=fmt)
+    params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
+    N = len(train)
+    steps_per_epoch = max(1, -(-N // cfg.batch_size))
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15,
+                                                anneal_strategy="linear", cycle_momentum=False)
+    normalizer = Normalizer.fit(train.x[~train.synthetic] if (~train.synthetic).any() else train.x)
+    gen = torch.Generator(device=device).manual_seed(seed_for(seed, 11))
+    identity = {"cfg": asdict(cfg), "epochs": epochs, "seed": seed,
+                "data": fingerprint_array(train.x) + fingerprint_array(train.y) + fingerprint_array(val.y)}
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint_path is not None and checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ckpt.get("identity") == identity:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            gen.set_state(ckpt["generator"].cpu())
+            history, start_epoch = ckpt["history"], ckpt["epoch"]
+            print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
+        else:
+            print(f"{label}: starting fresh ({checkpoint_path} was made by another configuration)")
+
+    x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8 on the device
+    y_all = torch.from_numpy(train.y).to(device)
+    fwd = maybe_compile(model, device, runtime)
+    t0 = time.perf_counter()
+    seen = 0
+    bar = progress_bar(total=total, initial=start_epoch * steps_per_epoch, desc=label, unit="step")
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(seed, 12, epoch))).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb = x_all[idx]
+            if cfg.augment:
+                xb = random_crop_flip(xb, pad=max(1, H // 8), flip=cfg.hflip, gen=gen)
+            yb = y_all[idx]
+            with autocast(device, runtime):
+                logits = fwd(normalizer(xb, fmt))
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+            seen += len(idx)
+            bar.update(1)
+        val_acc = float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()) if len(val) else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
+                        "train_acc": round(float(correct) / N, 5), "val_acc": round(val_acc, 5)})
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        if checkpoint_path is not None:
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
+                            "epoch": epoch + 1}, tmp)
+    bar.close()
+    wall = time.perf_counter() - t0
+    return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if wall > 0 else float("nan"), wall)
+
+
+def save_classifier(path: Path, trained: TrainedClassifier, arch: str, image_shape: tuple[int, ...]) -> None:
+    state = {"arch": arch, "model": trained.model.state_dict(), "normalizer": asdict(trained.normalizer),
+             "classes": list(trained.classes), "image_shape": list(image_shape)}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_classifier(path: Path, device: torch.device) -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing (run train_classifier first)") from None
+    H, W, C = state["image_shape"]
+    model = build_classifier(state["arch"], C, len(state["classes"]), H)
+    model.load_state_dict(state["model"])
+    norm = state["normalizer"]
+    return (model.to(device, memory_format=memory_format(device)).eval(),
+            Normalizer(tuple(norm["mean"]), tuple(norm["std"])), tuple(state["classes"]))
