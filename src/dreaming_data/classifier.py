@@ -157,6 +157,7 @@ def train_classifier(
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["generator"].cpu())
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
             history, start_epoch = ckpt["history"], ckpt["epoch"]
             print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
         else:
@@ -193,11 +194,12 @@ def train_classifier(
         val_acc = float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()) if len(val) else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
                         "train_acc": round(float(correct) / N, 5), "val_acc": round(val_acc, 5)})
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)
         if checkpoint_path is not None:
             with atomic_path(checkpoint_path) as tmp:
                 torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
+                            "torch_rng": torch.get_rng_state(),
                             "epoch": epoch + 1}, tmp)
     bar.close()
     wall = time.perf_counter() - t0

@@ -111,6 +111,9 @@ def train_ddpm(
             ema.load_state_dict(ckpt["ema"])
             opt.load_state_dict(ckpt["optimizer"])
             gen.set_state(ckpt["generator"].cpu())
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
+            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
             step, epoch_losses, loss_sum = ckpt["step"], ckpt["epoch_losses"], ckpt["loss_sum"]
             resumed_from = step
             print(f"resuming {schedule} from {checkpoint_path} at step {step}/{total}")
@@ -126,6 +129,8 @@ def train_ddpm(
             "ema": ema.state_dict(),
             "optimizer": opt.state_dict(),
             "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout draws from the global generators
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
             "step": step,
             "epoch_losses": epoch_losses,
             "loss_sum": float(loss_sum),
@@ -165,7 +170,8 @@ def train_ddpm(
             bar.update(1)
             if step % 10 == 0 or step == total:
                 elapsed = time.perf_counter() - t_start
-                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{(step - resumed_from) * cfg.batch_size / elapsed:.0f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{(step - resumed_from) * cfg.batch_size / elapsed:.0f}",
+                               refresh=False)
             if on_step is not None:
                 on_step(step)
             if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:

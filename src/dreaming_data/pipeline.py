@@ -205,4 +205,112 @@ def stage_calls(p: Params) -> list[tuple[str, object, dict]]:
     calls += [(f"train_classifier@{v}-{seed}", train_classifier, {"variant": v, "seed": seed}) for v, seed in runs]
     calls += [(f"evaluate@{v}-{seed}", evaluate, {"variant": v, "seed": seed}) for v, seed in runs]
     calls += [("compare", compare, {})]
+    calls += [(f"ablation_sample@{s}-{n}", ablation_sample, {"schedule": s, "steps": n})
+              for s in p.ablation.schedules for n in p.ablation.steps]
+    calls += [("ablation", ablation, {})]
     return calls
+
+
+def _cell(schedule: str, steps: int) -> str:
+    return f"{schedule}-{steps}"
+
+
+def ablation_sample(p: Params, schedule: str, steps: int) -> None:
+    from dataclasses import asdict
+
+    from dreaming_data.errors import UserError
+    from dreaming_data.io import save_images, write_json
+    from dreaming_data.sampling import GenerationPlan, generate as run, model_identity
+
+    a = p.ablation
+    if schedule not in a.schedules or steps not in a.steps:
+        raise UserError(f"cell {_cell(schedule, steps)} is not in ablation.schedules x ablation.steps")
+    cell = _cell(schedule, steps)
+    plan = GenerationPlan(a.per_class, steps, a.seed, p.generate.batch_size, a.per_class)
+    identity = {"model": model_identity(paths.ddpm_dir(schedule) / "model.pt"), "plan": asdict(plan),
+                "guidance": p.diffusion.guidance, "variance": p.diffusion.variance}
+    images, timing = run(_sampler(p, schedule), plan, paths.Path("checkpoints/ablation") / cell, identity,
+                         label=f"ablation {cell}")
+    save_images(paths.Path("data/ablation") / f"{cell}.npz", images)
+    write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
+               {"schedule": schedule, "steps": steps, **timing})
+
+
+def ablation(p: Params) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from dreaming_data.classifier import load_classifier, predict, train_classifier as train
+    from dreaming_data.evaluation import write_csv
+    from dreaming_data.io import atomic_path, load_images, read_json, write_json
+    from dreaming_data.quality import FID, recognisability
+    from dreaming_data.runtime import resolve_device
+
+    a = p.ablation
+    device = resolve_device(p.runtime)
+    test, val = load_images(paths.prepared("test")), load_images(paths.prepared("val"))
+    real = test.x
+    if 0 < a.fid_real < len(test):
+        real = test.x[np.sort(np.random.default_rng(a.seed).permutation(len(test))[:a.fid_real])]
+    print(f"ablation: Inception features of {len(real)} real test images")
+    fid = FID(real, p.eval.fid_weights, device, p.eval.batch_size)
+    seed = p.classifier.seeds[0]
+    base, norm, _ = load_classifier(paths.MODELS / "classifier" / f"{paths.classifier_name('baseline', seed)}.pt", device)
+    cells, rows = {}, []
+    for schedule in a.schedules:
+        for steps in a.steps:
+            cell = _cell(schedule, steps)
+            fake = load_images(paths.Path("data/ablation") / f"{cell}.npz")
+            timing = read_json(paths.METRICS / "ablation" / f"sampling-{cell}.json")
+            score = fid.score(fake.x)
+            recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
+            cas_model = train(p.classifier, p.runtime, fake, val, seed, a.cas_epochs, label=f"CAS {cell}")
+            cas = float((predict(cas_model.model, cas_model.normalizer, test.x, device, p.runtime).argmax(1) == test.y).mean())
+            cells[cell] = {"schedule": schedule, "steps": steps, "fid": round(score, 3), "fid_fake_images": len(fake),
+                           "fid_real_images": len(real), "cas": round(cas, 5), "recognisability": recog["overall"],
+                           "recognisability_per_class": recog["per_class"],
+                           "sampling_wall_s": timing["wall_s"], "sampling_images_per_s": timing["images_per_s"]}
+            rows.append({k: cells[cell][k] for k in ("schedule", "steps", "fid", "cas", "recognisability",
+                                                      "sampling_images_per_s")})
+            print(f"ablation {cell}: FID {score:.2f} ({len(fake)} vs {len(real)} images), CAS {cas:.4f}, "
+                  f"recognisability {recog['overall']:.4f}")
+    result = {"fid_note": "FID with few images is biased upward; compare only cells of equal sample counts",
+              "cells": cells}
+    write_json(paths.METRICS / "ablation.json", result)
+    frame = pd.DataFrame(rows)
+    write_csv(frame, paths.PLOTS / "ablation" / "ablation.csv")
+    _ablation_figure(frame, paths.PLOTS / "ablation" / "ablation.png")
+    table = ["| schedule | steps | FID | CAS | recognisability | images/s |", "|---|---|---|---|---|---|"]
+    table += [f"| {r['schedule']} | {r['steps']} | {r['fid']:.2f} | {r['cas']:.4f} | {r['recognisability']:.4f} | "
+              f"{r['sampling_images_per_s']} |" for r in rows]
+    text = (f"# Sample quality per schedule and sampling steps\n\nFID: {a.per_class} images per class against "
+            f"{len(real)} real test images. CAS: {p.classifier.arch} trained on synthetic images only, "
+            f"{a.cas_epochs} epochs. Recognisability: baseline classifier (seed {seed}) on the synthetic images.\n\n"
+            + "\n".join(table) + "\n")
+    with atomic_path(paths.REPORTS / "ablation.md") as tmp:
+        tmp.write_text(text)
+    print(text)
+    return result
+
+
+def _ablation_figure(frame, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dreaming_data.io import atomic_path
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, metric in zip(axes, ["fid", "cas", "recognisability"]):
+        for schedule, group in frame.groupby("schedule"):
+            group = group.sort_values("steps")
+            ax.plot(group["steps"], group[metric], marker="o", label=schedule)
+        ax.set_xlabel("sampling steps")
+        ax.set_title(metric.upper() if metric != "recognisability" else metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,15 @@
+"""DVC stage ``ablation``: FID, classification accuracy score and recognisability of every ablation cell."""
+
+import typer
+
+from dreaming_data import pipeline
+from dreaming_data.cli import run_stage
+
+
+def main(params: str = "params.yaml") -> None:
+    """Score every schedule x steps cell into metrics/ablation.json, plots/ablation/ and reports/ablation.md."""
+    run_stage(pipeline.ablation, params)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,61 @@
+"""Shared fixtures: the repository's own params.yaml made tiny, and a working directory to run stages in."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+# On top of the CPU quickstart profile: small enough for a test to train, sample and classify in seconds.
+TINY = {
+    "data.val_size": 50,
+    "data.train_per_class": 10,
+    "diffusion.timesteps": 40,
+    "unet.channels": 16,
+    "ddpm.epochs": 6,
+    "ddpm.checkpoint_minutes": 10.0,
+    "sample.steps": [40, 10],
+    "sample.columns": 3,
+    "generate.per_class": 6,
+    "generate.steps": 10,
+    "generate.chunk_size": 4,
+    "generate.batch_size": 4,
+    "classifier.epochs": 2,
+    "ablation.steps": [40, 10],
+    "ablation.per_class": 6,
+    "ablation.cas_epochs": 2,
+}
+
+
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def tiny_params(**extra) -> dict:
+    from dreaming_data.cli import apply_overrides, load_profile
+
+    return apply_overrides(default_params(), load_profile("quickstart") | TINY | extra)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """An empty directory as the current directory, with the stage scripts' paths relative to it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(copy.deepcopy(raw), sort_keys=False))
+    return path
+
+
+def stage_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env

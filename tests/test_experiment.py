@@ -1,0 +1,108 @@
+"""Merge, augmentation, metrics, confusion rows, comparison, and resumable generation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dreaming_data.classifier import random_crop_flip
+from dreaming_data.config import parse_params
+from dreaming_data.data import merge_synthetic
+from dreaming_data.evaluation import classification_metrics, compare_runs, confusion_rows
+from dreaming_data.io import ImageSet
+
+from conftest import tiny_params
+
+
+def images(n, label_offset=0, synthetic=False, classes=("a", "b", "c")):
+    x = np.arange(n * 4 * 4 * 1, dtype=np.int64).reshape(n, 4, 4, 1).astype(np.uint8)
+    y = (np.arange(n) + label_offset) % len(classes)
+    return ImageSet(x, y.astype(np.int64), classes, np.full(n, synthetic))
+
+
+def test_merge_keeps_every_real_image_and_label():
+    real, syn = images(7), images(12, label_offset=1, synthetic=True)
+    merged = merge_synthetic(real, syn, per_class=2)
+    assert len(merged) == 7 + 6
+    assert (merged.x[:7] == real.x).all() and (merged.y[:7] == real.y).all()
+    assert not merged.synthetic[:7].any() and merged.synthetic[7:].all()
+    assert np.bincount(merged.y[7:], minlength=3).tolist() == [2, 2, 2]
+    assert len(merge_synthetic(real, syn, per_class=None)) == 19
+    with pytest.raises(ValueError, match="class names differ"):
+        merge_synthetic(real, images(3, classes=("x", "y", "z")), None)
+
+
+def test_metrics_hand_made_example():
+    # 6 images; class 0: 2 of 3 right, class 1: 1 of 2 right, class 2: 1 of 1 right
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 2, 2])
+    m = classification_metrics(y_true, y_pred, ("a", "b", "c"))
+    assert m["accuracy"] == pytest.approx(4 / 6, abs=1e-5)
+    # precision: a 2/2, b 1/2, c 1/2; recall: a 2/3, b 1/2, c 1/1
+    assert m["per_class"]["a"]["precision"] == 1.0 and m["per_class"]["a"]["recall"] == pytest.approx(2 / 3, abs=1e-5)
+    assert m["per_class"]["c"]["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5, abs=1e-5)
+    assert m["macro_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3, abs=1e-5)
+    assert m["macro_recall"] == pytest.approx((2 / 3 + 0.5 + 1) / 3, abs=1e-5)
+    assert m["per_class"]["b"]["support"] == 2
+
+
+def test_confusion_rows_match_predictions():
+    y_true, y_pred = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 2])
+    rows = confusion_rows(y_true, y_pred, ("cat", "dog", "emu"))
+    assert list(rows.columns) == ["actual", "predicted"]
+    assert rows.values.tolist() == [["cat", "cat"], ["emu", "dog"], ["dog", "dog"], ["dog", "emu"]]
+    counts = pd.crosstab(rows.actual, rows.predicted)
+    assert counts.loc["dog", "emu"] == 1 and counts.values.sum() == 4
+
+
+def test_compare_pairs_by_seed():
+    def run(acc):
+        return {"accuracy": acc, "macro_f1": acc, "per_class": {"a": {"f1": acc}}}
+
+    cmp = compare_runs({"baseline": {0: run(0.50), 1: run(0.60)}, "augmented": {0: run(0.55), 1: run(0.70)}})
+    assert cmp["variants"]["baseline"]["accuracy"] == {"mean": 0.55, "std": pytest.approx(0.070711, abs=1e-5), "n": 2}
+    d = cmp["augmented_minus_baseline"]["accuracy"]
+    assert d["mean"] == pytest.approx(0.075) and d["std"] == pytest.approx(0.035355, abs=1e-5)
+
+
+def test_random_crop_flip_is_a_shifted_window():
+    x = torch.arange(2 * 6 * 6 * 1, dtype=torch.uint8).reshape(2, 6, 6, 1)
+    g = torch.Generator().manual_seed(0)
+    out = random_crop_flip(x, pad=2, flip=False, gen=g)
+    g = torch.Generator().manual_seed(0)
+    dy = torch.randint(0, 5, (2,), generator=g)
+    dx = torch.randint(0, 5, (2,), generator=g)
+    padded = torch.nn.functional.pad(x, (0, 0, 2, 2, 2, 2))
+    for b in range(2):
+        assert torch.equal(out[b], padded[b, dy[b]:dy[b] + 6, dx[b]:dx[b] + 6])
+    flipped = random_crop_flip(x, pad=0, flip=True, gen=torch.Generator().manual_seed(3))
+    for b in range(2):
+        assert torch.equal(flipped[b], x[b]) or torch.equal(flipped[b], x[b].flip(1))
+
+
+def test_generation_resumes_without_duplicates(tmp_path, capsys):
+    from dreaming_data.ddpm import LoadedDDPM, build_unet
+    from dreaming_data.diffusion import make_schedule
+    from dreaming_data.sampling import GenerationPlan, Sampler, generate
+
+    p = parse_params(tiny_params())
+    torch.manual_seed(0)
+    model = build_unet(p.unet, (8, 8, 1), 3).eval()
+    ddpm = LoadedDDPM(model, make_schedule(p.diffusion, "linear"), p.diffusion, ("a", "b", "c"), (8, 8, 1))
+    sampler = Sampler(ddpm, p.diffusion, p.runtime, torch.device("cpu"))
+    plan = GenerationPlan(per_class=5, steps=3, seed=1, batch_size=2, chunk_size=2)
+    full, _ = generate(sampler, plan, tmp_path / "a", {"id": 1})
+    assert len(full) == 15 and np.bincount(full.y).tolist() == [5, 5, 5] and full.synthetic.all()
+    # a run that stopped after some chunks: delete the last chunks and rerun
+    chunks = sorted((tmp_path / "a").glob("class*.npy"))
+    assert len(chunks) == 9
+    for f in chunks[4:]:
+        f.unlink()
+    resumed, timing = generate(sampler, plan, tmp_path / "a", {"id": 1})
+    assert "resuming, 4 of 9 chunks already done" in capsys.readouterr().out
+    assert timing["images"] == 8  # class 1 chunks 1-2 (2 + 1) and class 2 (5): only the missing ones
+    assert np.array_equal(resumed.x, full.x) and np.array_equal(resumed.y, full.y)
+    assert len({row.tobytes() for row in resumed.x}) == 15  # no duplicated images
+    # another configuration starts over
+    generate(sampler, plan, tmp_path / "a", {"id": 2})
+    assert "starting fresh" in capsys.readouterr().out
