@@ -94,6 +94,7 @@ def quickstart(
     dvc: Annotated[bool, typer.Option(help="run as a DVC experiment; --no-dvc calls the stages in order")] = True,
     data_path: Annotated[Optional[str], typer.Option(help="override data.path (gpu-smoke: the CIFAR-10 archive)")] = None,
     name: Annotated[Optional[str], typer.Option(help="DVC experiment name")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override KEY=VALUE (YAML value)")] = None,
 ) -> None:
     """Run the whole study at a small, committed scale and print baseline vs augmented accuracy.
 
@@ -109,6 +110,11 @@ def quickstart(
         overrides = load_profile(profile)
         if data_path is not None:
             overrides["data.path"] = data_path
+        for item in set_ or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"--set {item}: expected KEY=VALUE")
+            overrides[key] = yaml.safe_load(value)
         params_file = Path("params.yaml")
         if not params_file.exists():
             raise UserError("params.yaml: not found (run from the project root)")
@@ -144,3 +150,7 @@ def quickstart(
 
 def main() -> None:  # pragma: no cover - console entry
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

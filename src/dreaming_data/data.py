@@ -7,6 +7,7 @@ validation split from the real training split, then keeps ``train_per_class`` tr
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import tarfile
 import tempfile
@@ -178,7 +179,7 @@ def _read_folder_tree(root: Path, image_size: int, shown: Path, base: Path) -> t
         return np.asarray(im, dtype=np.uint8)
 
     sets = []
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 2)) as pool:
         for files in (train_files, test_files):
             paths = [p for name in classes for p in files[name]]
             labels = np.array([i for i, name in enumerate(classes) for _ in files[name]], dtype=np.int64)

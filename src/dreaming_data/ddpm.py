@@ -69,6 +69,21 @@ def training_identity(p: Params, schedule: str, train: ImageSet) -> dict:
     }
 
 
+def train_step(p: Params, model: UNet, fwd, ema: UNet, opt: torch.optim.Optimizer, sched: Schedule,
+               x0: torch.Tensor, y: torch.Tensor, step: int, gen: torch.Generator) -> torch.Tensor:
+    """One optimizer step of Algorithm 1 (classifier-free label dropout, bf16 autocast on CUDA), gradient
+    clipping, Adam, then the EMA update. ``fwd`` is ``model`` or its compiled form. Returns the loss (on device)."""
+    device = x0.device
+    with autocast(device, p.runtime):
+        loss = training_loss(fwd, sched, x0, y, model.num_classes, p.diffusion.p_uncond, gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), p.ddpm.grad_clip)
+    opt.step()
+    ema_update(ema, model, ema_decay_at(step, p.ddpm.ema_decay))
+    return loss
+
+
 def build_unet(unet: UNetConfig, image_shape: tuple[int, ...], num_classes: int) -> UNet:
     H, W, C = image_shape
     return UNet(unet, image_size=H, in_channels=C, num_classes=num_classes)
@@ -144,24 +159,21 @@ def train_ddpm(
     model.train()
     t_start = time.perf_counter()
     last_save = time.monotonic()
+    perm = None
     bar = progress_bar(total=total, initial=step, desc=f"ddpm {schedule}", unit="step")
     try:
         while step < total:
             epoch, i = divmod(step, steps_per_epoch)
-            # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
-            perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(cfg.seed, 2, epoch)))
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].to(device)
+            if perm is None or i == 0:
+                # the epoch's order depends only on (seed, epoch), so a resumed run sees the same batches
+                g = torch.Generator().manual_seed(seed_for(cfg.seed, 2, epoch))
+                perm = torch.randperm(N, generator=g).to(device)
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x0 = from_uint8(x_all[idx]).contiguous(memory_format=memory_format(device))  # [B, C, H, W] in [-1, 1]
             if cfg.hflip:
                 flip = torch.rand(len(idx), device=device, generator=gen) < 0.5
                 x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
-            with autocast(device, p.runtime):
-                loss = training_loss(fwd, sched, x0, y_all[idx], num_classes, p.diffusion.p_uncond, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
+            loss = train_step(p, model, fwd, ema, opt, sched, x0, y_all[idx], step, gen)
             step += 1
             loss_sum = loss_sum + loss.detach()  # stays on the device: no sync per step
             if step % steps_per_epoch == 0:

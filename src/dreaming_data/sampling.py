@@ -39,10 +39,16 @@ class Sampler:
         with autocast(self.device, self.runtime):
             return self.fwd(x, t, y)
 
-    def __call__(self, y: torch.Tensor, x_T: torch.Tensor, steps: int, seed: int, bar: tqdm | None = None) -> torch.Tensor:
-        """y: [B] int64; x_T: [B, C, H, W]; returns [B, H, W, C] uint8 on the CPU."""
+    def __call__(self, y: torch.Tensor, x_T: torch.Tensor, steps: int, seed: int | list[tuple[int, int]],
+                 bar: tqdm | None = None) -> torch.Tensor:
+        """y: [B] int64; x_T: [B, C, H, W]; returns [B, H, W, C] uint8 on the CPU.
+
+        ``seed`` seeds the sampling noise of the whole batch, or is a list of (seed, rows) giving consecutive
+        groups of rows their own noise streams, so an image does not depend on what else shares its batch.
+        """
         timesteps = respaced_timesteps(self.ddpm.schedule.timesteps, steps)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        new = lambda s: torch.Generator(device=self.device).manual_seed(s)  # noqa: E731
+        gen = new(seed) if isinstance(seed, int) else [(new(s), n) for s, n in seed]
         x = sample(self.model, self.ddpm.schedule, y.to(self.device), x_T.to(self.device), timesteps,
                    self.diffusion.variance, self.null_class, self.diffusion.guidance, gen)
         if bar is not None:
@@ -122,15 +128,32 @@ class GenerationPlan:
                 for c in range(num_classes) for j in range(n_chunks)]
 
 
-def generate_class_chunk(sampler: Sampler, plan: GenerationPlan, c: int, j: int, n: int, bar: tqdm | None = None) -> np.ndarray:
-    """Images of class ``c``, chunk ``j``: [n, H, W, C] uint8, a pure function of (seed, c, j) and the model."""
-    x_T = initial_noise(n, sampler.ddpm.image_shape, seed_for(plan.seed, c, j, 0))
-    out = []
-    for b, start in enumerate(range(0, n, plan.batch_size)):
-        xb = x_T[start:start + plan.batch_size]
-        y = torch.full((len(xb),), c, dtype=torch.int64)
-        out.append(sampler(y, xb, plan.steps, seed_for(plan.seed, c, j, 1 + b), bar).numpy())
-    return np.concatenate(out)
+@dataclass(frozen=True)
+class Piece:
+    """Images ``start:start + n`` of class ``c``'s chunk ``j``, with their own sampling-noise seed."""
+
+    c: int
+    j: int
+    start: int
+    n: int
+    seed: int
+
+
+def chunk_pieces(plan: GenerationPlan, c: int, j: int, n: int) -> list[Piece]:
+    return [Piece(c, j, start, min(plan.batch_size, n - start), seed_for(plan.seed, c, j, 1 + b))
+            for b, start in enumerate(range(0, n, plan.batch_size))]
+
+
+def pack(pieces: list[Piece], batch_size: int) -> list[list[Piece]]:
+    """Consecutive pieces grouped into batches of at most ``batch_size`` images (classes mix in a batch)."""
+    batches, current, size = [], [], 0
+    for piece in pieces:
+        if current and size + piece.n > batch_size:
+            batches.append(current)
+            current, size = [], 0
+        current.append(piece)
+        size += piece.n
+    return batches + ([current] if current else [])
 
 
 def generate(sampler: Sampler, plan: GenerationPlan, chunk_dir: Path, identity: dict, label: str = "generate") -> tuple[ImageSet, dict]:
@@ -154,13 +177,27 @@ def generate(sampler: Sampler, plan: GenerationPlan, chunk_dir: Path, identity: 
     total = sum(n for *_, n in todo)
     if len(todo) < len(chunks):
         print(f"{label}: resuming, {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
+    sizes = {(c, j): n for c, j, n in todo}
+    x_T: dict[tuple[int, int], torch.Tensor] = {}  # initial noise of the chunks in flight
+    done: dict[tuple[int, int], list[np.ndarray]] = {}
     t0 = time.perf_counter()
     with progress_bar(total=total, desc=label, unit="img") as bar:
-        for c, j, n in todo:
-            x = generate_class_chunk(sampler, plan, c, j, n, bar)
-            with atomic_path(path(c, j)) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, x)
+        for batch in pack([pc for c, j, n in todo for pc in chunk_pieces(plan, c, j, n)], plan.batch_size):
+            for pc in batch:
+                if (pc.c, pc.j) not in x_T:
+                    x_T[pc.c, pc.j] = initial_noise(sizes[pc.c, pc.j], sampler.ddpm.image_shape,
+                                                    seed_for(plan.seed, pc.c, pc.j, 0))
+            xb = torch.cat([x_T[pc.c, pc.j][pc.start:pc.start + pc.n] for pc in batch])
+            y = torch.cat([torch.full((pc.n,), pc.c, dtype=torch.int64) for pc in batch])
+            out = sampler(y, xb, plan.steps, [(pc.seed, pc.n) for pc in batch], bar).numpy()
+            for pc, images in zip(batch, np.split(out, np.cumsum([pc.n for pc in batch])[:-1])):
+                key = (pc.c, pc.j)
+                done.setdefault(key, []).append(images)
+                if sum(map(len, done[key])) == sizes[key]:  # the chunk is complete: save it
+                    with atomic_path(path(*key)) as tmp:
+                        with open(tmp, "wb") as f:
+                            np.save(f, np.concatenate(done.pop(key)))
+                    del x_T[key]
     wall = time.perf_counter() - t0
     xs = [np.load(path(c, j)) for c, j, _ in chunks]
     ys = [np.full(n, c, dtype=np.int64) for c, _, n in chunks]

@@ -1,0 +1,65 @@
+"""FID, classification accuracy score and recognisability; the ablation matrix follows its params list."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dreaming_data.config import parse_params
+from dreaming_data.data import load_digits
+from dreaming_data.quality import FID, recognisability
+
+from conftest import ROOT, stage_env, tiny_params, write_params
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(8, seed=0)
+
+
+def test_fid_self_is_zero_and_grows_with_damage(digits):
+    _, test = digits
+    real = test.x[:32]
+    fid = FID(real, None, torch.device("cpu"), batch_size=32)
+    assert abs(fid.score(real)) < 1e-3
+    noisy = np.clip(real.astype(np.int16) + np.random.default_rng(0).normal(0, 60, real.shape), 0, 255).astype(np.uint8)
+    blurred = np.repeat(np.repeat(real[:, ::2, ::2], 2, axis=1), 2, axis=2)  # lose half the resolution
+    f_blur, f_noise = fid.score(blurred), fid.score(noisy)
+    assert f_blur > 5 and f_noise > 5
+    assert fid.score(np.clip(real.astype(np.int16) + 5, 0, 255).astype(np.uint8)) < min(f_blur, f_noise)
+
+
+def test_recognisability_hand_made():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    r = recognisability(probs, np.array([0, 1, 1, 1]), ("a", "b"))
+    assert r["overall"] == 0.75 and r["per_class"] == {"a": 1.0, "b": pytest.approx(2 / 3, abs=1e-5)}
+
+
+def test_cas_of_real_digits_standing_in_for_synthetic(digits):
+    """CAS trains on the 'synthetic' set alone and tests on real images; real digits stand in and score well."""
+    from dreaming_data.classifier import predict, train_classifier
+    from dreaming_data.io import ImageSet
+
+    train, test = digits
+    p = parse_params(tiny_params(**{"classifier.epochs": 15}))
+    fake = ImageSet(train.x, train.y, train.classes, np.ones(len(train), dtype=bool))
+    trained = train_classifier(p.classifier, p.runtime, fake, test.subset(np.arange(50)), seed=0, epochs=15)
+    cas = float((predict(trained.model, trained.normalizer, test.x, torch.device("cpu"), p.runtime).argmax(1) == test.y).mean())
+    assert cas > 0.8
+
+
+def test_ablation_matrix_follows_params(tmp_path):
+    for item in ("stages", "dvc.yaml"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, tmp_path / item)
+    write_params(tmp_path / "params.yaml", tiny_params(**{"ablation.steps": [40, 25, 10, 5]}))
+    env = stage_env()
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    out = subprocess.run(["dvc", "stage", "list"], cwd=tmp_path, capture_output=True, text=True, env=env, check=True).stdout
+    cells = sorted(line.split()[0] for line in out.splitlines() if line.startswith("ablation_sample@"))
+    assert cells == sorted(f"ablation_sample@{s}-{n}" for s in ("linear", "cosine") for n in (40, 25, 10, 5))
