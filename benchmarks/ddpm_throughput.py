@@ -42,10 +42,11 @@ def timed(fn, device: torch.device, warmup: int, seconds: float) -> tuple[float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--batches", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--batches", type=int, nargs="*", default=[64, 128], help="training batch sizes (none: skip)")
     ap.add_argument("--sample-batch", type=int, default=2048, help="guided images per evaluation (2x forwards)")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--unet-channels", type=int, default=None, help="override unet.channels")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -54,6 +55,8 @@ def main() -> None:
     p = load_params(args.params)
     if args.compile is not None:
         p = type(p)(**{**p.__dict__, "runtime": type(p.runtime)(**{**p.runtime.__dict__, "compile": args.compile})})
+    if args.unet_channels is not None:
+        p = type(p)(**{**p.__dict__, "unet": type(p.unet)(**{**p.unet.__dict__, "channels": args.unet_channels})})
     device = resolve_device(p.runtime)
     setup_backends(device)
     fmt = memory_format(device)
