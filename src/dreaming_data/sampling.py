@@ -21,6 +21,9 @@ from dreaming_data.io import ImageSet, atomic_path, save_images
 from dreaming_data.runtime import autocast, maybe_compile, progress_bar
 
 
+BAR_FORMAT = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
 def initial_noise(n: int, image_shape: tuple[int, int, int], seed: int) -> torch.Tensor:
     """x_T: [n, C, H, W] standard normal drawn on the CPU from ``seed``, identical on every device."""
     H, W, C = image_shape
@@ -49,10 +52,10 @@ class Sampler:
         timesteps = respaced_timesteps(self.ddpm.schedule.timesteps, steps)
         new = lambda s: torch.Generator(device=self.device).manual_seed(s)  # noqa: E731
         gen = new(seed) if isinstance(seed, int) else [(new(s), n) for s, n in seed]
+        per_step = len(y) / len(timesteps)  # the bar counts images, advanced a fraction at every step
         x = sample(self.model, self.ddpm.schedule, y.to(self.device), x_T.to(self.device), timesteps,
-                   self.diffusion.variance, self.null_class, self.diffusion.guidance, gen)
-        if bar is not None:
-            bar.update(len(y))
+                   self.diffusion.variance, self.null_class, self.diffusion.guidance, gen,
+                   progress=None if bar is None else lambda _: bar.update(per_step))
         return to_uint8(x).cpu()
 
 
@@ -181,7 +184,7 @@ def generate(sampler: Sampler, plan: GenerationPlan, chunk_dir: Path, identity: 
     x_T: dict[tuple[int, int], torch.Tensor] = {}  # initial noise of the chunks in flight
     done: dict[tuple[int, int], list[np.ndarray]] = {}
     t0 = time.perf_counter()
-    with progress_bar(total=total, desc=label, unit="img") as bar:
+    with progress_bar(total=total, desc=label, unit="img", bar_format=BAR_FORMAT) as bar:
         for batch in pack([pc for c, j, n in todo for pc in chunk_pieces(plan, c, j, n)], plan.batch_size):
             for pc in batch:
                 if (pc.c, pc.j) not in x_T:
