@@ -56,6 +56,8 @@ class Sampler:
         x = sample(self.model, self.ddpm.schedule, y.to(self.device), x_T.to(self.device), timesteps,
                    self.diffusion.variance, self.null_class, self.diffusion.guidance, gen,
                    progress=None if bar is None else lambda _: bar.update(per_step))
+        if bar is not None:
+            bar.n = round(bar.n)  # no float drift from the fractional steps
         return to_uint8(x).cpu()
 
 
