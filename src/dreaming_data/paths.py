@@ -32,6 +32,8 @@ def ddpm_checkpoint(schedule: str) -> Path:
 
 
 GENERATE_CHUNKS = Path("checkpoints/generate")
+ABLATION = Path("data/ablation")  # one .npz of samples per schedule x steps cell
+ABLATION_CHUNKS = Path("checkpoints/ablation")
 
 
 def classifier_checkpoint(name: str) -> Path:

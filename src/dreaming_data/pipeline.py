@@ -66,8 +66,8 @@ def sample_noise(p: Params) -> None:
     from dreaming_data.io import load_images
     from dreaming_data.sampling import noise_picture, save_png
 
-    train_set = load_images(paths.prepared("val"))
-    save_png(noise_picture(train_set.x.shape[1:], train_set.classes, p.sample.columns, p.sample.seed),
+    val = load_images(paths.prepared("val"))  # for the image shape and class names
+    save_png(noise_picture(val.x.shape[1:], val.classes, p.sample.columns, p.sample.seed),
              paths.PLOTS / "samples" / "noise.png")
 
 
@@ -229,9 +229,9 @@ def ablation_sample(p: Params, schedule: str, steps: int) -> None:
     plan = GenerationPlan(a.per_class, steps, a.seed, p.generate.batch_size, a.per_class)
     identity = {"model": model_identity(paths.ddpm_dir(schedule) / "model.pt"), "plan": asdict(plan),
                 "guidance": p.diffusion.guidance, "variance": p.diffusion.variance}
-    images, timing = run(_sampler(p, schedule), plan, paths.Path("checkpoints/ablation") / cell, identity,
+    images, timing = run(_sampler(p, schedule), plan, paths.ABLATION_CHUNKS / cell, identity,
                          label=f"ablation {cell}")
-    save_images(paths.Path("data/ablation") / f"{cell}.npz", images)
+    save_images(paths.ABLATION / f"{cell}.npz", images)
     write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
                {"schedule": schedule, "steps": steps, **timing})
 
@@ -260,7 +260,7 @@ def ablation(p: Params) -> dict:
     for schedule in a.schedules:
         for steps in a.steps:
             cell = _cell(schedule, steps)
-            fake = load_images(paths.Path("data/ablation") / f"{cell}.npz")
+            fake = load_images(paths.ABLATION / f"{cell}.npz")
             timing = read_json(paths.METRICS / "ablation" / f"sampling-{cell}.json")
             score = fid.score(fake.x)
             recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
