@@ -135,6 +135,17 @@ def test_image_folder_directory_and_tarball(tmp_path):
     assert (t2.x == train.x).all() and (t2.y == train.y).all()
 
 
+def test_image_folder_jpeg_pixels_match_pillow(tmp_path):
+    root = make_folder(tmp_path / "d", size=16)
+    for f in sorted(root.rglob("*.png")):  # re-save as JPEG quality 75, like the shared CIFAR-10 archive
+        Image.open(f).save(f.with_suffix(".jpg"), quality=75)
+        f.unlink()
+    train, test = load_source(data_cfg(source="folder", path=str(root), image_size=16))
+    files = sorted((root / "train" / "cat").glob("*.jpg")) + sorted((root / "train" / "dog").glob("*.jpg"))
+    expected = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    assert (train.x == expected).all()
+
+
 def test_image_folder_converts_mixed_modes_and_sizes(tmp_path, capsys):
     root = make_folder(tmp_path / "d")
     Image.new("L", (12, 10), 128).save(root / "train" / "cat" / "gray.png")
