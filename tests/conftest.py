@@ -29,7 +29,7 @@ TINY = {
     "classifier.epochs": 2,
     "ablation.steps": [40, 10],
     "ablation.per_class": 6,
-    "ablation.cas_epochs": 2,
+    "ablation.cas_steps": 4,
 }
 
 

@@ -123,7 +123,7 @@ class AblationConfig:
     steps: tuple[int, ...]
     per_class: int
     seed: int
-    cas_epochs: int
+    cas_steps: int  # optimizer steps of the classifier trained on synthetic images only
     fid_real: int  # real test images the FID is measured against (null-like 0 = all)
 
 
@@ -256,6 +256,8 @@ def _validate(p: Params, source: str) -> None:
     need(p.generate.schedule in p.ddpm.schedules, "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}")
     need(set(p.ablation.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
     need(p.generate.per_class > 0, "generate.per_class", "must be > 0")
+    need(p.ablation.per_class > 0, "ablation.per_class", "must be > 0")
+    need(p.ablation.cas_steps >= 1, "ablation.cas_steps", "must be >= 1")
     need(p.merge.synthetic_per_class is None or p.merge.synthetic_per_class <= p.generate.per_class,
          "merge.synthetic_per_class", f"must be <= generate.per_class ({p.generate.per_class}) or null")
     need("baseline" in p.classifier.variants, "classifier.variants", "must include baseline")
