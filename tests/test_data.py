@@ -183,6 +183,16 @@ def test_truncated_folder_archive(tmp_path):
         load_source(data_cfg(source="folder", path=str(archive), image_size=8))
 
 
+def test_per_class_sample():
+    from dreaming_data.data import per_class_sample
+
+    y = np.array([0, 1, 0, 0, 1, 0, 0, 2])
+    idx = per_class_sample(y, 3, seed=0)
+    assert list(np.bincount(y[idx])) == [3, 2, 1]  # a class with fewer rows gives all of them
+    assert (np.diff(idx) > 0).all() and (idx == per_class_sample(y, 3, seed=0)).all()
+    assert {tuple(per_class_sample(y, 2, seed=s)) for s in range(20)} != {tuple(per_class_sample(y, 2, seed=0))}
+
+
 def test_digits_split_and_subset(tmp_path):
     cfg = data_cfg(source="digits", image_size=16, val_size=100, train_per_class=7)
     m = prepare_data(cfg, {s: tmp_path / f"{s}.npz" for s in ("train", "val", "test")}, tmp_path / "m.json")

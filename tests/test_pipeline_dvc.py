@@ -63,8 +63,10 @@ def test_repro_runs_every_stage(project):
     cmp = json.loads((repo / "metrics" / "comparison.json").read_text())
     assert cmp["variants"]["baseline"]["accuracy"]["n"] == 2
     assert "augmented_minus_baseline" in cmp
-    cells = json.loads((repo / "metrics" / "ablation.json").read_text())["cells"]
+    ablation = json.loads((repo / "metrics" / "ablation.json").read_text())
+    cells = ablation["cells"]
     assert set(cells) == {"linear-10"} and cells["linear-10"]["fid_fake_images"] == 20
+    assert ablation["cas_real_images"] == 20 and 0 <= ablation["cas_real"] <= 1  # 2 real images x 10 classes
     for picture in ("noise", "linear-40", "linear-10", "cosine-40", "cosine-10"):
         assert (repo / "plots" / "samples" / f"{picture}.png").stat().st_size > 0
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo).stdout

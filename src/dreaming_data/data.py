@@ -319,6 +319,13 @@ def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
     return train.subset(np.sort(idx)), train.subset(np.sort(idx_val))
 
 
+def per_class_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` rows per label drawn without replacement (all rows of a label that has fewer)."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), size=min(n, int((y == c).sum())), replace=False) for c in np.unique(y)]
+    return np.sort(np.concatenate(picked))
+
+
 def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) -> dict:
     """Run the data stage: write the ``train``, ``val`` and ``test`` sets to ``outputs[split]`` and counts to
     ``metrics_path``. Everything is read and checked before the first file is written."""
