@@ -68,8 +68,8 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; UNet {count_parameters(base) / 1e6:.2f}M parameters; "
           f"precision {p.runtime.precision if device.type == 'cuda' else 'fp32'}; "
           f"compile {p.runtime.compile and device.type == 'cuda'}")
-    rows = []
-    for B in args.batches:
+    def train_throughput(B: int) -> tuple[float, float]:
+        """(images/s, seconds of the first step incl. compile) at batch ``B``; its models are freed on return."""
         model = copy.deepcopy(base).to(device, memory_format=fmt).train()
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         opt = torch.optim.Adam(model.parameters(), lr=p.ddpm.lr)
@@ -83,9 +83,13 @@ def main() -> None:
         first = time.perf_counter() - t0
         wall, n = timed(lambda: train_step(p, model, fwd, ema, opt, sched, x0, y, 1000, gen), device,
                         args.warmup, args.seconds)
-        rows.append((f"train batch {B}", n * B / wall, "images/s", first))
-        print(f"train batch {B}: {n * B / wall:,.0f} images/s (first step incl. compile {first:.1f} s)", flush=True)
-        del model, ema, opt, fwd
+        return n * B / wall, first
+
+    rows = []
+    for B in args.batches:
+        rate, first = train_throughput(B)
+        rows.append((f"train batch {B}", rate, "images/s", first))
+        print(f"train batch {B}: {rate:,.0f} images/s (first step incl. compile {first:.1f} s)", flush=True)
     B = args.sample_batch
     if B <= 0:
         return print_rows(rows)

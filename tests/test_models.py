@@ -65,3 +65,25 @@ def test_ddpm_resume_after_interruption_is_exact(tmp_path, capsys):
     p2 = parse_params(tiny_params(**{"ddpm.epochs": 4, "ddpm.lr": 5e-4}))
     _, r2 = train_ddpm(p2, "linear", train, tmp_path / "b.pt")
     assert r2.resumed_from == 0 and "starting fresh" in capsys.readouterr().out
+
+
+def test_classifier_resume_after_interruption_is_exact(tmp_path, capsys):
+    from dreaming_data.classifier import train_classifier
+
+    p = parse_params(tiny_params(**{"classifier.arch": "simple_cnn", "classifier.batch_size": 16}))
+    train, val = digits_train(per_class=8), digits_train(per_class=3)
+    a = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, checkpoint_path=tmp_path / "a.pt")
+
+    def interrupt(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(p.classifier, p.runtime, train, val, 0, 3, tmp_path / "b.pt", on_epoch=interrupt)
+    b = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, checkpoint_path=tmp_path / "b.pt")
+    assert "resuming after epoch 2/3" in capsys.readouterr().out
+    assert a.history == b.history
+    for (k, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(wa, wb), k
+    c = train_classifier(p.classifier, p.runtime, train, val, seed=1, epochs=3, checkpoint_path=tmp_path / "b.pt")
+    assert "starting fresh" in capsys.readouterr().out and len(c.history) == 3

@@ -4,6 +4,7 @@ held on the device and augmented in batches."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from dreaming_data.config import ClassifierConfig, RuntimeConfig
 from dreaming_data.ddpm import fingerprint_array, seed_for
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, atomic_path
-from dreaming_data.runtime import autocast, maybe_compile, memory_format, progress_bar, resolve_device, setup_backends
+from dreaming_data.runtime import (autocast, load_checkpoint, maybe_compile, memory_format, progress_bar, resolve_device,
+                                   restore_states, rng_states, setup_backends)
 
 
 class SimpleCNN(nn.Module):
@@ -119,12 +121,13 @@ def train_classifier(
     epochs: int,
     checkpoint_path: Path | None = None,
     label: str = "classifier",
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainedClassifier:
     """Train ``cfg.arch`` on ``train`` for ``epochs``; validation accuracy after each epoch.
 
     One-cycle learning rate (linear warm-up over the first 15% of steps, then linear decay), Nesterov SGD or Adam,
     label smoothing. Checkpoints after every epoch to ``checkpoint_path`` and resumes from it when it was made by
-    the same configuration and data.
+    the same configuration and data. ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
     device = resolve_device(runtime)
     setup_backends(device)
@@ -150,18 +153,10 @@ def train_classifier(
                 "data": fingerprint_array(train.x) + fingerprint_array(train.y) + fingerprint_array(val.y)}
     history: list[dict] = []
     start_epoch = 0
-    if checkpoint_path is not None and checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if ckpt.get("identity") == identity:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            gen.set_state(ckpt["generator"].cpu())
-            torch.set_rng_state(ckpt["torch_rng"].cpu())
-            history, start_epoch = ckpt["history"], ckpt["epoch"]
-            print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
-        else:
-            print(f"{label}: starting fresh ({checkpoint_path} was made by another configuration)")
+    if (ckpt := load_checkpoint(checkpoint_path, identity, device)) is not None:
+        restore_states(ckpt, {"model": model, "optimizer": opt, "scheduler": sched}, gen, device)
+        history, start_epoch = ckpt["history"], ckpt["epoch"]
+        print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8 on the device
     y_all = torch.from_numpy(train.y).to(device)
@@ -198,9 +193,10 @@ def train_classifier(
         if checkpoint_path is not None:
             with atomic_path(checkpoint_path) as tmp:
                 torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
-                            "torch_rng": torch.get_rng_state(),
+                            "scheduler": sched.state_dict(), **rng_states(gen, device), "history": history,
                             "epoch": epoch + 1}, tmp)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     bar.close()
     wall = time.perf_counter() - t0
     return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if wall > 0 else float("nan"), wall)

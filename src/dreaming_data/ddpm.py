@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,7 +16,8 @@ import torch
 from dreaming_data.config import DDPMConfig, DiffusionConfig, Params, RuntimeConfig, UNetConfig
 from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, training_loss
 from dreaming_data.io import ImageSet, atomic_path
-from dreaming_data.runtime import autocast, maybe_compile, memory_format, progress_bar, resolve_device, setup_backends
+from dreaming_data.runtime import (autocast, load_checkpoint, maybe_compile, memory_format, progress_bar, resolve_device,
+                                   restore_states, rng_states, setup_backends)
 from dreaming_data.unet import UNet, count_parameters
 
 
@@ -119,22 +119,11 @@ def train_ddpm(
     identity = training_identity(p, schedule, train)
     step, epoch_losses, loss_sum = 0, [], 0.0  # loss_sum: sum of this epoch's losses so far
     resumed_from = 0
-    if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if ckpt.get("identity") == identity:
-            model.load_state_dict(ckpt["model"])
-            ema.load_state_dict(ckpt["ema"])
-            opt.load_state_dict(ckpt["optimizer"])
-            gen.set_state(ckpt["generator"].cpu())
-            torch.set_rng_state(ckpt["torch_rng"].cpu())
-            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
-            step, epoch_losses, loss_sum = ckpt["step"], ckpt["epoch_losses"], ckpt["loss_sum"]
-            resumed_from = step
-            print(f"resuming {schedule} from {checkpoint_path} at step {step}/{total}")
-        else:
-            changed = sorted(k for k in identity if ckpt.get("identity", {}).get(k) != identity[k])
-            print(f"starting fresh: {checkpoint_path} was made with different {', '.join(changed)}")
+    if (ckpt := load_checkpoint(checkpoint_path, identity, device)) is not None:
+        restore_states(ckpt, {"model": model, "ema": ema, "optimizer": opt}, gen, device)
+        step, epoch_losses, loss_sum = ckpt["step"], ckpt["epoch_losses"], ckpt["loss_sum"]
+        resumed_from = step
+        print(f"resuming {schedule} from {checkpoint_path} at step {step}/{total}")
 
     def save() -> None:
         state = {
@@ -143,9 +132,7 @@ def train_ddpm(
             "model": model.state_dict(),
             "ema": ema.state_dict(),
             "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),  # dropout draws from the global generators
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            **rng_states(gen, device),
             "step": step,
             "epoch_losses": epoch_losses,
             "loss_sum": float(loss_sum),

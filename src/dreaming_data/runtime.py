@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 import torch
 
@@ -37,6 +38,35 @@ def maybe_compile(module: torch.nn.Module, device: torch.device, cfg: RuntimeCon
     if device.type == "cuda" and cfg.compile and not os.environ.get("DREAMING_DATA_NO_COMPILE"):
         return torch.compile(module)
     return module
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """Every generator a training loop draws from: its own ``gen`` and the global ones (dropout)."""
+    return {"generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+
+def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch.device) -> None:
+    """Load each of ``parts`` (name -> module, optimizer or scheduler) from ``state``, then the generators."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    gen.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+def load_checkpoint(path: Path | None, identity: dict, device: torch.device) -> dict | None:
+    """The checkpoint at ``path`` when it was written for ``identity`` (configuration and data fingerprint);
+    None when there is none, or, saying which parts differ, when it was written for another identity."""
+    if path is None or not path.exists():
+        return None
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("identity") == identity:
+        return ckpt
+    changed = sorted(k for k in identity if ckpt.get("identity", {}).get(k) != identity[k])
+    print(f"starting fresh: {path} was made with different {', '.join(changed) or 'settings'}")
+    return None
 
 
 def setup_backends(device: torch.device) -> None:
