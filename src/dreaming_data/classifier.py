@@ -189,7 +189,8 @@ def train_classifier(
         val_acc = float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()) if len(val) else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
                         "train_acc": round(float(correct) / N, 5), "val_acc": round(val_acc, 5)})
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}", refresh=False)
+        shown = {"loss": f"{history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})
+        bar.set_postfix(shown, refresh=False)
         if checkpoint_path is not None:
             with atomic_path(checkpoint_path) as tmp:
                 torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),

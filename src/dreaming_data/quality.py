@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,9 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         path = Path(weights) if weights is not None else default_fid_weights()
         try:
-            self.net = torch.jit.load(str(path), map_location="cpu").float().eval()
+            with warnings.catch_warnings():  # the published weights are TorchScript; torch 2.10+ deprecates jit.load
+                warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", FutureWarning)
+                self.net = torch.jit.load(str(path), map_location="cpu").float().eval()
         except (RuntimeError, ValueError, FileNotFoundError) as exc:
             raise UserError(f"eval.fid_weights: {path} is not a TorchScript Inception ({type(exc).__name__})") from None
 
