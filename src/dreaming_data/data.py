@@ -144,16 +144,15 @@ class _Tree:
         for name in self.files:  # folders that only appear as a file's parents
             self.dirs.update(name.parents)
         self.dirs.discard(PurePosixPath("."))
+        self.inside: dict[PurePosixPath, tuple[list, list]] = {}  # folder -> (sub-folders, files), hidden skipped
+        for kind, names in ((0, self.dirs), (1, self.files)):
+            for p in names:
+                if not p.name.startswith("."):
+                    self.inside.setdefault(p.parent, ([], []))[kind].append(p)
 
     def children(self, folder: PurePosixPath) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
-        """(sub-folders, files) directly inside ``folder``, hidden names skipped, sorted."""
-        if not hasattr(self, "_inside"):
-            self._inside: dict[PurePosixPath, tuple[list, list]] = {}
-            for kind, names in ((0, self.dirs), (1, self.files)):
-                for p in names:
-                    if not p.name.startswith("."):
-                        self._inside.setdefault(p.parent, ([], []))[kind].append(p)
-        dirs, files = self._inside.get(folder, ([], []))
+        """(sub-folders, files) directly inside ``folder``, sorted."""
+        dirs, files = self.inside.get(folder, ([], []))
         return sorted(dirs), sorted(files)
 
     def where(self, rel: PurePosixPath) -> str:
@@ -172,21 +171,25 @@ class _Tree:
             raise UserError(f"{self.where(rel)}: not a readable image ({type(exc).__name__})") from None
 
 
-def _decode_fast(blob: bytes, image_size: int) -> np.ndarray | None:
-    """torchvision's libjpeg-turbo/libpng decoder (20x faster than PIL on 32x32 JPEGs, same pixels): an
-    ``[H, W, 3]`` uint8 array, or None for anything but a 3-channel 8-bit image of the wanted size, and where
-    torchvision no longer decodes images (deprecated in 0.29 in favour of TorchCodec)."""
+def _fast_decoder(image_size: int):
+    """torchvision's libjpeg-turbo/libpng decoder (20x faster than PIL on 32x32 JPEGs, same pixels): a function
+    of the file's bytes giving an ``[H, W, 3]`` uint8 array, or None for anything but a 3-channel 8-bit image of
+    the wanted size. None where torchvision no longer decodes images (deprecated in 0.29 for TorchCodec)."""
     try:
         from torchvision.io import ImageReadMode, decode_image
     except ImportError:
         return None
-    try:
-        img = decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
-    except (RuntimeError, ValueError):
-        return None
-    if img.dtype != torch.uint8 or img.shape != (3, image_size, image_size):
-        return None
-    return img.permute(1, 2, 0).numpy()
+
+    def decode(blob: bytes) -> np.ndarray | None:
+        try:
+            img = decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+        except (RuntimeError, ValueError):
+            return None
+        if img.dtype != torch.uint8 or img.shape != (3, image_size, image_size):
+            return None
+        return img.permute(1, 2, 0).numpy()
+
+    return decode
 
 
 def _find_split_root(tree: _Tree, top: PurePosixPath = PurePosixPath(".")) -> PurePosixPath:
@@ -227,10 +230,11 @@ def read_image_folder(path: Path, image_size: int) -> tuple[ImageSet, ImageSet]:
         raise UserError(f"{path}: train and test class folders differ (only in train: {only_train}; only in test: {only_test})")
     classes = tuple(sorted(train_files))
     converted = {"mode": 0, "size": 0}
+    decode = _fast_decoder(image_size)
 
     def load(rel: PurePosixPath) -> np.ndarray:
         blob = tree.read(rel)
-        fast = _decode_fast(blob, image_size)
+        fast = decode(blob) if decode is not None else None
         if fast is not None:
             return fast
         im = tree.open_image(rel, blob)  # other formats and modes, resizing, and the error for a broken file
@@ -298,7 +302,6 @@ def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
     """Carve a stratified validation set of ``val_size`` images, then keep ``train_per_class`` per class."""
     from sklearn.model_selection import train_test_split
 
-    rng = np.random.default_rng(cfg.seed)
     idx = np.arange(len(train))
     if cfg.val_size > 0:
         if cfg.val_size >= len(train) or cfg.val_size < len(train.classes):
@@ -308,14 +311,12 @@ def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
     else:
         idx_val = np.array([], dtype=np.int64)
     if cfg.train_per_class is not None:
-        kept = []
-        for c, name in enumerate(train.classes):
-            members = idx[train.y[idx] == c]
-            if len(members) < cfg.train_per_class:
+        counts = np.bincount(train.y[idx], minlength=len(train.classes))
+        for name, count in zip(train.classes, counts):
+            if count < cfg.train_per_class:
                 raise UserError(f"data.train_per_class: {cfg.train_per_class} but class '{name}' has only "
-                                f"{len(members)} training images after the validation split")
-            kept.append(rng.choice(members, size=cfg.train_per_class, replace=False))
-        idx = np.concatenate(kept)
+                                f"{count} training images after the validation split")
+        idx = idx[per_class_sample(train.y[idx], cfg.train_per_class, cfg.seed)]
     return train.subset(np.sort(idx)), train.subset(np.sort(idx_val))
 
 

@@ -278,8 +278,6 @@ def ablation(p: Params) -> dict:
             timing = read_json(paths.METRICS / "ablation" / f"sampling-{cell}.json")
             score = fid.score(fake.x)
             recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
-            # CAS: the classifier recipe on synthetic images only, for a fixed number of optimizer steps (an epoch
-            # count would give a 500-image cell a handful of steps); no per-epoch validation, the score is on test.
             cas = cas_score(fake, f"CAS {cell}")
             cells[cell] = {"schedule": schedule, "steps": steps, "fid": round(score, 3), "fid_fake_images": len(fake),
                            "fid_real_images": len(real), "cas": round(cas, 5), "recognisability": recog["overall"],
