@@ -3,7 +3,7 @@
 import typer
 
 from dreaming_data import pipeline
-from dreaming_data.cli import run_stage
+from dreaming_data.runner import run_stage
 
 
 def main(params: str = "params.yaml") -> None:

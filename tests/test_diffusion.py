@@ -138,12 +138,13 @@ def tiny_model_and_schedule():
     return model, make_schedule(p.diffusion, "linear"), p
 
 
-def test_sampler_is_deterministic_for_a_fixed_generator():
+def test_sampler_is_deterministic_for_fixed_noise():
     model, s, p = tiny_model_and_schedule()
     x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 3])
+    noise = lambda seed: lambda t: torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(seed * 1000 + t))  # noqa: E731
     run = lambda seed: sample(model, s, y, x_T, respaced_timesteps(s.timesteps, 10), "fixed_large", 10, 1.8,  # noqa: E731
-                              torch.Generator().manual_seed(seed))
+                              noise(seed))
     a, b, c = run(5), run(5), run(6)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)

@@ -1,9 +1,12 @@
 """The UNet's size, DDPM training (the loss falls; an interruption resumes exactly), the classifiers."""
 
+import signal
+
 import numpy as np
 import pytest
 import torch
 
+from dreaming_data.checkpoints import ResumeDir
 from dreaming_data.config import parse_params
 from dreaming_data.ddpm import train_ddpm
 from dreaming_data.data import load_digits
@@ -35,55 +38,59 @@ def digits_train(per_class=10, size=8):
     return train.subset(idx)
 
 
-def test_ddpm_loss_falls_on_digits(tmp_path):
+def test_ddpm_loss_falls_on_digits():
     p = parse_params(tiny_params(**{"ddpm.epochs": 40}))
-    _, r = train_ddpm(p, "cosine", digits_train(), tmp_path / "ckpt.pt")
+    _, r = train_ddpm(p, "cosine", digits_train())
     assert len(r.epoch_losses) == 40
     assert np.mean(r.epoch_losses[-5:]) < 0.6 * np.mean(r.epoch_losses[:3])
 
 
-def test_ddpm_resume_after_interruption_is_exact(tmp_path, capsys):
+def ctrl_c_at(when):
+    """A callback that sends this process SIGINT (what Ctrl-C does) once its argument reaches ``when``."""
+    def callback(n):
+        if n == when:
+            signal.raise_signal(signal.SIGINT)
+    return callback
+
+
+def test_ddpm_resume_after_ctrl_c_is_exact(tmp_path, capsys):
+    from dreaming_data.ddpm import training_identity
+
     p = parse_params(tiny_params(**{"ddpm.epochs": 4}))
     train = digits_train()
-    ema_a, _ = train_ddpm(p, "linear", train, tmp_path / "a.pt")
-
-    def interrupt(step):
-        if step == 5:
-            raise KeyboardInterrupt
-
+    resume = lambda p: ResumeDir(tmp_path / "b", training_identity(p, "linear", train), "test")  # noqa: E731
+    ema_a, _ = train_ddpm(p, "linear", train)
     with pytest.raises(KeyboardInterrupt):
-        train_ddpm(p, "linear", train, tmp_path / "b.pt", on_step=interrupt)
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 5
-    ema_b, r = train_ddpm(p, "linear", train, tmp_path / "b.pt")
+        train_ddpm(p, "linear", train, resume(p), on_step=ctrl_c_at(5))
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    assert state["step"] == 5
+    ema_b, r = train_ddpm(p, "linear", train, resume(p))
+    resume(p).finish()
     assert r.resumed_from == 5 and "resuming linear" in capsys.readouterr().out
     for (k, a), b in zip(ema_a.state_dict().items(), ema_b.state_dict().values()):
         assert torch.equal(a, b), k
-    ca, cb = (torch.load(tmp_path / f, weights_only=False) for f in ("a.pt", "b.pt"))
-    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
-        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
-    # another configuration does not resume from that checkpoint
+    # another configuration does not resume from that state
+    with pytest.raises(KeyboardInterrupt):
+        train_ddpm(p, "linear", train, resume(p), on_step=ctrl_c_at(3))
     p2 = parse_params(tiny_params(**{"ddpm.epochs": 4, "ddpm.lr": 5e-4}))
-    _, r2 = train_ddpm(p2, "linear", train, tmp_path / "b.pt")
-    assert r2.resumed_from == 0 and "starting fresh" in capsys.readouterr().out
+    _, r2 = train_ddpm(p2, "linear", train, resume(p2))
+    out = capsys.readouterr().out
+    assert r2.resumed_from == 0 and "starting fresh" in out and "ddpm" in out
 
 
-def test_classifier_resume_after_interruption_is_exact(tmp_path, capsys):
-    from dreaming_data.classifier import train_classifier
+def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
+    from dreaming_data.classifier import train_classifier, training_identity
 
     p = parse_params(tiny_params(**{"classifier.arch": "simple_cnn", "classifier.batch_size": 16}))
     train, val = digits_train(per_class=8), digits_train(per_class=3)
-    a = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, checkpoint_path=tmp_path / "a.pt")
-
-    def interrupt(epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
+    resume = lambda seed: ResumeDir(tmp_path / "b", training_identity(p.classifier, train, val, seed, 3), "t")  # noqa: E731
+    a = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3)
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(p.classifier, p.runtime, train, val, 0, 3, tmp_path / "b.pt", on_epoch=interrupt)
-    b = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, checkpoint_path=tmp_path / "b.pt")
+        train_classifier(p.classifier, p.runtime, train, val, 0, 3, resume(0), on_epoch=ctrl_c_at(2))
+    b = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, resume=resume(0))
     assert "resuming after epoch 2/3" in capsys.readouterr().out
     assert a.history == b.history
     for (k, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(wa, wb), k
-    c = train_classifier(p.classifier, p.runtime, train, val, seed=1, epochs=3, checkpoint_path=tmp_path / "b.pt")
-    assert "starting fresh" in capsys.readouterr().out and len(c.history) == 3
+    c = train_classifier(p.classifier, p.runtime, train, val, seed=1, epochs=3, resume=resume(1))
+    assert "resuming" not in capsys.readouterr().out and len(c.history) == 3

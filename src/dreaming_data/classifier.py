@@ -13,25 +13,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dreaming_data.checkpoints import ResumeDir, graceful_stop
 from dreaming_data.config import ClassifierConfig, RuntimeConfig
-from dreaming_data.ddpm import fingerprint_array, seed_for
 from dreaming_data.errors import UserError
-from dreaming_data.io import ImageSet, atomic_path
-from dreaming_data.runtime import (autocast, load_checkpoint, maybe_compile, memory_format, progress_bar, resolve_device,
+from dreaming_data.io import ImageSet, load_torch, save_torch
+from dreaming_data.randomness import fingerprint_array, seed_for
+from dreaming_data.runtime import (autocast, maybe_compile, memory_format, progress_bar, resolve_device,
                                    restore_states, rng_states, setup_backends)
+
+MODEL_FORMAT = "dreaming-data classifier"
 
 
 class SimpleCNN(nn.Module):
     """Two conv-pool blocks and a dense head: the scale of the reference report's network (~54% on CIFAR-10)."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, dropout: float):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * (image_size // 4) ** 2, 256), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Flatten(), nn.Linear(64 * (image_size // 4) ** 2, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
 
@@ -39,9 +42,9 @@ class SimpleCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def build_classifier(arch: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+def build_classifier(arch: str, in_channels: int, num_classes: int, image_size: int, dropout: float) -> nn.Module:
     if arch == "simple_cnn":
-        return SimpleCNN(in_channels, num_classes, image_size)
+        return SimpleCNN(in_channels, num_classes, image_size, dropout)
     if arch == "resnet18":
         from torchvision.models import resnet18
 
@@ -93,7 +96,7 @@ class TrainedClassifier:
     normalizer: Normalizer
     classes: tuple[str, ...]
     history: list[dict]
-    images_per_s: float
+    images_per_s: float | None  # None when no step ran in this process
     wall_s: float
 
 
@@ -112,6 +115,14 @@ def predict(model: nn.Module, normalizer: Normalizer, x: np.ndarray, device: tor
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def training_identity(cfg: ClassifierConfig, train: ImageSet, val: ImageSet, seed: int, epochs: int) -> dict:
+    """Everything a trained classifier depends on: a checkpoint resumes only when all of it is equal."""
+    return {"cfg": {k: v for k, v in asdict(cfg).items() if k not in ("variants", "seeds", "epochs")},
+            "epochs": epochs, "seed": seed,
+            "data": fingerprint_array(train.x) + fingerprint_array(train.y) + fingerprint_array(train.synthetic)
+            + fingerprint_array(val.x) + fingerprint_array(val.y)}
+
+
 def train_classifier(
     cfg: ClassifierConfig,
     runtime: RuntimeConfig,
@@ -119,15 +130,16 @@ def train_classifier(
     val: ImageSet,
     seed: int,
     epochs: int,
-    checkpoint_path: Path | None = None,
+    resume: ResumeDir | None = None,
     label: str = "classifier",
     on_epoch: Callable[[int], None] | None = None,
 ) -> TrainedClassifier:
-    """Train ``cfg.arch`` on ``train`` for ``epochs``; validation accuracy after each epoch.
+    """Train ``cfg.arch`` on ``train`` for ``epochs``; validation accuracy after each epoch (None without ``val``).
 
-    One-cycle learning rate (linear warm-up over the first 15% of steps, then linear decay), Nesterov SGD or Adam,
-    label smoothing. Checkpoints after every epoch to ``checkpoint_path`` and resumes from it when it was made by
-    the same configuration and data. ``on_epoch(epoch)`` is called after each epoch's checkpoint.
+    One-cycle learning rate (linear rise over ``cfg.warmup_fraction`` of the steps, then linear decay), SGD or
+    AdamW, label smoothing. With ``resume`` (built on ``training_identity``) the state is saved after every epoch,
+    and an interrupted run of the same code, configuration and data continues after its last finished epoch.
+    ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
     device = resolve_device(runtime)
     setup_backends(device)
@@ -135,27 +147,25 @@ def train_classifier(
     H, W, C = train.x.shape[1:]
     K = len(train.classes)
     fmt = memory_format(device)
-    model = build_classifier(cfg.arch, C, K, H).to(device, memory_format=fmt)
+    model = build_classifier(cfg.arch, C, K, H, cfg.dropout).to(device, memory_format=fmt)
     params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
               {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True)
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr)
     N = len(train)
     steps_per_epoch = max(1, -(-N // cfg.batch_size))
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.warmup_fraction,
                                                 anneal_strategy="linear", cycle_momentum=False)
     normalizer = Normalizer.fit(train.x[~train.synthetic] if (~train.synthetic).any() else train.x)
     gen = torch.Generator(device=device).manual_seed(seed_for(seed, 11))
-    identity = {"cfg": asdict(cfg), "epochs": epochs, "seed": seed,
-                "data": fingerprint_array(train.x) + fingerprint_array(train.y) + fingerprint_array(val.y)}
     history: list[dict] = []
     start_epoch = 0
-    if (ckpt := load_checkpoint(checkpoint_path, identity, device)) is not None:
+    if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
         restore_states(ckpt, {"model": model, "optimizer": opt, "scheduler": sched}, gen, device)
-        history, start_epoch = ckpt["history"], ckpt["epoch"]
+        history, start_epoch = list(ckpt["history"]), ckpt["epoch"]
         print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8 on the device
@@ -164,60 +174,63 @@ def train_classifier(
     t0 = time.perf_counter()
     seen = 0
     bar = progress_bar(total=total, initial=start_epoch * steps_per_epoch, desc=label, unit="step")
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(seed, 12, epoch))).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = x_all[idx]
-            if cfg.augment:
-                xb = random_crop_flip(xb, pad=max(1, H // 8), flip=cfg.hflip, gen=gen)
-            yb = y_all[idx]
-            with autocast(device, runtime):
-                logits = fwd(normalizer(xb, fmt))
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == yb).sum()
-            seen += len(idx)
-            bar.update(1)
-        val_acc = float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()) if len(val) else float("nan")
-        history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
-                        "train_acc": round(float(correct) / N, 5), "val_acc": round(val_acc, 5)})
-        shown = {"loss": f"{history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})
-        bar.set_postfix(shown, refresh=False)
-        if checkpoint_path is not None:
-            with atomic_path(checkpoint_path) as tmp:
-                torch.save({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), **rng_states(gen, device), "history": history,
-                            "epoch": epoch + 1}, tmp)
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
+    with graceful_stop(label) as stop:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(seed, 12, epoch))).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            for i in range(steps_per_epoch):
+                if stop.requested:  # the last finished epoch's checkpoint is the consistent state to resume from
+                    bar.close()
+                    raise KeyboardInterrupt
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                xb = x_all[idx]
+                if cfg.augment:
+                    xb = random_crop_flip(xb, pad=cfg.crop_padding, flip=cfg.hflip, gen=gen)
+                yb = y_all[idx]
+                with autocast(device, runtime):
+                    logits = fwd(normalizer(xb, fmt))
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+                seen += len(idx)
+                bar.update(1)
+            val_acc = (round(float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()), 5)
+                       if len(val) else None)
+            history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
+                            "train_acc": round(float(correct) / N, 5), "val_acc": val_acc})
+            shown = {"loss": f"{history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})
+            bar.set_postfix(shown, refresh=False)
+            if resume is not None and epoch + 1 < epochs:
+                resume.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), **rng_states(gen, device), "history": history,
+                                   "epoch": epoch + 1})
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
     bar.close()
     wall = time.perf_counter() - t0
-    return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if wall > 0 else float("nan"), wall)
+    return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if seen and wall > 0 else None, wall)
 
 
-def save_classifier(path: Path, trained: TrainedClassifier, arch: str, image_shape: tuple[int, ...]) -> None:
-    state = {"arch": arch, "model": trained.model.state_dict(), "normalizer": asdict(trained.normalizer),
-             "classes": list(trained.classes), "image_shape": list(image_shape)}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def save_classifier(path, trained: TrainedClassifier, cfg: ClassifierConfig, image_shape: tuple[int, ...]) -> None:
+    save_torch(path, {"format": MODEL_FORMAT, "arch": cfg.arch, "dropout": cfg.dropout,
+                      "model": trained.model.state_dict(), "normalizer": asdict(trained.normalizer),
+                      "classes": list(trained.classes), "image_shape": list(image_shape)})
 
 
-def load_classifier(path: Path, device: torch.device) -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+def load_classifier(path, device: torch.device) -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+    state = load_torch(path, MODEL_FORMAT)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing (run train_classifier first)") from None
-    H, W, C = state["image_shape"]
-    model = build_classifier(state["arch"], C, len(state["classes"]), H)
-    model.load_state_dict(state["model"])
-    norm = state["normalizer"]
-    return (model.to(device, memory_format=memory_format(device)).eval(),
-            Normalizer(tuple(norm["mean"]), tuple(norm["std"])), tuple(state["classes"]))
+        H, W, C = state["image_shape"]
+        model = build_classifier(state["arch"], C, len(state["classes"]), H, state["dropout"])
+        model.load_state_dict(state["model"])
+        norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, UserError) as exc:
+        raise UserError(f"{path}: a classifier file of another version or a damaged one ({type(exc).__name__}); "
+                        f"remake it with `dvc repro train_classifier`") from None
+    return model.to(device, memory_format=memory_format(device)).eval(), norm, tuple(state["classes"])

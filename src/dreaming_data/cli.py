@@ -1,16 +1,15 @@
-"""The ``dreaming-data`` command, and the error handling every stage script shares."""
+"""The ``dreaming-data`` command: validate params, run the study at a committed scale."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from dreaming_data.config import Params, load_params
 from dreaming_data.errors import UserError
+from dreaming_data.runner import fail, run_stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -18,23 +17,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 @app.callback()
 def _root() -> None:
     """Dreaming Data: train class-conditional DDPMs, dream labelled images, measure what they add."""
-
-
-def fail(message: str) -> None:
-    """Print ``message`` as one line on stderr and exit 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", **kwargs: Any) -> Any:
-    """Load params, call the stage function ``fn(params, **kwargs)``; a ``UserError`` becomes one line, exit 2."""
-    try:
-        params = load_params(params_path)
-        return fn(params, **kwargs)
-    except UserError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; rerun the stage to resume from its last checkpoint")
 
 
 @app.command()

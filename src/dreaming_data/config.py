@@ -104,10 +104,15 @@ class ClassifierConfig:
     epochs: int
     batch_size: int
     optimizer: Literal["sgd", "adam"]
-    lr: float
+    lr: float  # peak of the one-cycle schedule
+    momentum: float  # SGD momentum (ignored by adam)
+    nesterov: bool  # SGD with Nesterov momentum
+    warmup_fraction: float  # share of the steps over which the learning rate rises linearly to lr
     weight_decay: float
     label_smoothing: float
-    augment: bool  # random crop (pad 4) and horizontal flip
+    dropout: float  # before the last layer of simple_cnn (resnet18 has none)
+    augment: bool  # random crop of the zero-padded image and horizontal flip
+    crop_padding: int  # pixels of padding each side for the random crop
     hflip: bool
 
 
@@ -233,31 +238,97 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def _validate(p: Params, source: str) -> None:
-    """Range checks that the type annotations cannot express."""
+    """Range checks that the type annotations cannot express: each failure names the key and what is allowed."""
 
     def need(ok: bool, key: str, what: str) -> None:
         if not ok:
             raise UserError(f"{source}: '{key}' {what}")
 
-    need(p.data.image_size >= 8, "data.image_size", "must be >= 8")
-    need(p.data.val_size >= 0, "data.val_size", "must be >= 0")
-    need(p.data.train_per_class is None or p.data.train_per_class > 0, "data.train_per_class", "must be > 0 or null")
-    need(p.data.source != "folder" or p.data.path is not None, "data.path", "must name a folder or .tar.gz when data.source is folder")
-    need(p.diffusion.timesteps >= 2, "diffusion.timesteps", "must be >= 2")
-    need(0 < p.diffusion.beta_start < p.diffusion.beta_end < 1, "diffusion.beta_end", "must satisfy 0 < beta_start < beta_end < 1")
-    need(0 <= p.diffusion.p_uncond < 1, "diffusion.p_uncond", "must be in [0, 1)")
-    need(p.diffusion.guidance >= 0, "diffusion.guidance", "must be >= 0")
+    def at_least(key: str, value, low) -> None:
+        if isinstance(value, tuple):
+            for i, v in enumerate(value):
+                at_least(f"{key}[{i}]", v, low)
+            return
+        need(value >= low, key, f"must be >= {low}, got {value}")
+
+    def positive(key: str, value: float) -> None:
+        need(value > 0, key, f"must be > 0, got {value}")
+
+    def fraction(key: str, value: float, low_open: bool = False) -> None:
+        ok = (0 < value < 1) if low_open else (0 <= value < 1)
+        need(ok, key, f"must be in {'(' if low_open else '['}0, 1), got {value}")
+
+    def unique(key: str, values: tuple) -> None:
+        need(len(set(values)) == len(values), key, f"must not repeat a value, got {list(values)}")
+
+    d, diff = p.data, p.diffusion
+    at_least("runtime.num_workers", p.runtime.num_workers, 0)
+    at_least("data.image_size", d.image_size, 8)
+    at_least("data.val_size", d.val_size, 1)
+    need(d.train_per_class is None or d.train_per_class >= 1, "data.train_per_class", f"must be >= 1 or null, got {d.train_per_class}")
+    need(d.source != "folder" or d.path is not None, "data.path", "must name a folder or .tar.gz when data.source is folder")
+    at_least("data.seed", d.seed, 0)
+    at_least("diffusion.timesteps", diff.timesteps, 2)
+    need(0 < diff.beta_start < diff.beta_end < 1, "diffusion.beta_end",
+         f"must satisfy 0 < beta_start < beta_end < 1, got beta_start {diff.beta_start}, beta_end {diff.beta_end}")
+    positive("diffusion.cosine_s", diff.cosine_s)
+    at_least("diffusion.guidance", diff.guidance, 0)
+    if diff.guidance > 0:
+        need(0 < diff.p_uncond < 1, "diffusion.p_uncond", f"must be in (0, 1) when diffusion.guidance > 0 (guidance "
+             f"needs a trained unconditional model), got {diff.p_uncond}")
+    else:
+        fraction("diffusion.p_uncond", diff.p_uncond)
+    at_least("unet.channels", p.unet.channels, 1)
+    at_least("unet.channel_mult", p.unet.channel_mult, 1)
+    at_least("unet.num_res_blocks", p.unet.num_res_blocks, 1)
+    at_least("unet.attention_resolutions", p.unet.attention_resolutions, 1)
+    fraction("unet.dropout", p.unet.dropout)
     down = 2 ** (len(p.unet.channel_mult) - 1)
-    need(p.data.image_size % down == 0, "data.image_size", f"must be divisible by {down} (2 ** (len(unet.channel_mult) - 1))")
-    need(0 <= p.unet.dropout < 1, "unet.dropout", "must be in [0, 1)")
-    need(0 < p.ddpm.ema_decay < 1, "ddpm.ema_decay", "must be in (0, 1)")
+    need(d.image_size % down == 0, "data.image_size", f"must be divisible by {down} (2 ** (len(unet.channel_mult) - 1)), got {d.image_size}")
+    unique("ddpm.schedules", p.ddpm.schedules)
+    at_least("ddpm.epochs", p.ddpm.epochs, 1)
+    at_least("ddpm.batch_size", p.ddpm.batch_size, 1)
+    positive("ddpm.lr", p.ddpm.lr)
+    positive("ddpm.grad_clip", p.ddpm.grad_clip)
+    fraction("ddpm.ema_decay", p.ddpm.ema_decay, low_open=True)
+    at_least("ddpm.seed", p.ddpm.seed, 0)
+    positive("ddpm.checkpoint_minutes", p.ddpm.checkpoint_minutes)
     for key, steps in (("sample.steps", p.sample.steps), ("ablation.steps", p.ablation.steps), ("generate.steps", (p.generate.steps,))):
-        need(all(1 <= s <= p.diffusion.timesteps for s in steps), key, f"must be between 1 and diffusion.timesteps ({p.diffusion.timesteps})")
+        need(all(1 <= s <= diff.timesteps for s in steps), key,
+             f"must be between 1 and diffusion.timesteps ({diff.timesteps}), got {list(steps) if len(steps) > 1 else steps[0]}")
+    unique("sample.steps", p.sample.steps)
+    at_least("sample.columns", p.sample.columns, 1)
+    at_least("sample.seed", p.sample.seed, 0)
+    at_least("sample.batch_size", p.sample.batch_size, 1)
     need(p.generate.schedule in p.ddpm.schedules, "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}")
-    need(set(p.ablation.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
-    need(p.generate.per_class > 0, "generate.per_class", "must be > 0")
-    need(p.ablation.per_class > 0, "ablation.per_class", "must be > 0")
-    need(p.ablation.cas_steps >= 1, "ablation.cas_steps", "must be >= 1")
-    need(p.merge.synthetic_per_class is None or p.merge.synthetic_per_class <= p.generate.per_class,
-         "merge.synthetic_per_class", f"must be <= generate.per_class ({p.generate.per_class}) or null")
-    need("baseline" in p.classifier.variants, "classifier.variants", "must include baseline")
+    at_least("generate.per_class", p.generate.per_class, 1)
+    at_least("generate.seed", p.generate.seed, 0)
+    at_least("generate.batch_size", p.generate.batch_size, 1)
+    at_least("generate.chunk_size", p.generate.chunk_size, 1)
+    m = p.merge.synthetic_per_class
+    need(m is None or 0 <= m <= p.generate.per_class, "merge.synthetic_per_class",
+         f"must be between 0 and generate.per_class ({p.generate.per_class}) or null, got {m}")
+    c = p.classifier
+    need("baseline" in c.variants, "classifier.variants", f"must include baseline, got {list(c.variants)}")
+    unique("classifier.variants", c.variants)
+    unique("classifier.seeds", c.seeds)
+    at_least("classifier.seeds", c.seeds, 0)
+    at_least("classifier.epochs", c.epochs, 1)
+    at_least("classifier.batch_size", c.batch_size, 1)
+    positive("classifier.lr", c.lr)
+    fraction("classifier.momentum", c.momentum)
+    fraction("classifier.warmup_fraction", c.warmup_fraction, low_open=True)
+    at_least("classifier.weight_decay", c.weight_decay, 0)
+    fraction("classifier.label_smoothing", c.label_smoothing)
+    fraction("classifier.dropout", c.dropout)
+    at_least("classifier.crop_padding", c.crop_padding, 0)
+    need(c.crop_padding < d.image_size, "classifier.crop_padding", f"must be < data.image_size ({d.image_size}), got {c.crop_padding}")
+    at_least("eval.batch_size", p.eval.batch_size, 1)
+    a = p.ablation
+    need(set(a.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
+    unique("ablation.schedules", a.schedules)
+    unique("ablation.steps", a.steps)
+    at_least("ablation.per_class", a.per_class, 1)
+    at_least("ablation.seed", a.seed, 0)
+    at_least("ablation.cas_steps", a.cas_steps, 1)
+    at_least("ablation.fid_real", a.fid_real, 0)

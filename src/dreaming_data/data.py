@@ -352,9 +352,11 @@ def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) 
     """Every real image, then the first ``per_class`` synthetic images of each class (all when None).
     The ``synthetic`` flag records which rows a model made."""
     if real.classes != synthetic.classes:
-        raise ValueError(f"class names differ: {real.classes} vs {synthetic.classes}")
+        raise UserError(f"synthetic images have other class names than the real ones: {list(synthetic.classes)} vs "
+                        f"{list(real.classes)} (rerun generate)")
     if real.x.shape[1:] != synthetic.x.shape[1:]:
-        raise ValueError(f"image shapes differ: {real.x.shape[1:]} vs {synthetic.x.shape[1:]}")
+        raise UserError(f"synthetic images are {list(synthetic.x.shape[1:])}, the real ones "
+                        f"{list(real.x.shape[1:])} (rerun generate)")
     keep = []
     for c in range(len(synthetic.classes)):
         idx = np.flatnonzero(synthetic.y == c)

@@ -3,42 +3,36 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-
+from dreaming_data.checkpoints import ResumeDir, graceful_stop
 from dreaming_data.config import DDPMConfig, DiffusionConfig, Params, RuntimeConfig, UNetConfig
 from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, training_loss
-from dreaming_data.io import ImageSet, atomic_path
-from dreaming_data.runtime import (autocast, load_checkpoint, maybe_compile, memory_format, progress_bar, resolve_device,
+from dreaming_data.errors import UserError
+from dreaming_data.io import ImageSet, load_torch, save_torch
+from dreaming_data.randomness import fingerprint_array, seed_for
+from dreaming_data.runtime import (autocast, maybe_compile, memory_format, progress_bar, resolve_device,
                                    restore_states, rng_states, setup_backends)
 from dreaming_data.unet import UNet, count_parameters
 
-
-def fingerprint_array(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+MODEL_FORMAT = "dreaming-data ddpm"
+# The diffusion settings a trained model depends on (and records); guidance and variance are sampling choices.
+PROCESS_KEYS = ("timesteps", "beta_start", "beta_end", "cosine_s", "p_uncond")
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    final_loss: float
+    final_loss: float | None
     epoch_losses: list[float]
-    images_per_s: float
+    images_per_s: float | None  # None when no step ran in this process
     wall_s: float
     parameters: int
     steps: int
     resumed_from: int
-
-
-def seed_for(*parts: int) -> int:
-    """A 63-bit seed derived from integers, so (seed, class, chunk) streams never collide."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @torch.no_grad()
@@ -56,13 +50,19 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
+def process_config(diffusion: DiffusionConfig) -> dict:
+    return {k: getattr(diffusion, k) for k in PROCESS_KEYS}
+
+
 def training_identity(p: Params, schedule: str, train: ImageSet) -> dict:
-    """Everything a checkpoint must agree with to be resumed."""
+    """Everything the trained model depends on: a checkpoint resumes only when all of it is equal."""
+    d = p.ddpm
     return {
         "schedule": schedule,
-        "diffusion": asdict(p.diffusion),
+        "diffusion": process_config(p.diffusion),
         "unet": asdict(p.unet),
-        "ddpm": {k: v for k, v in asdict(p.ddpm).items() if k not in ("schedules", "checkpoint_minutes")},
+        "ddpm": {"epochs": d.epochs, "batch_size": d.batch_size, "lr": d.lr, "grad_clip": d.grad_clip,
+                 "ema_decay": d.ema_decay, "hflip": d.hflip, "seed": d.seed},
         "data": fingerprint_array(train.x) + fingerprint_array(train.y),
         "image_shape": list(train.x.shape[1:]),
         "num_classes": len(train.classes),
@@ -93,14 +93,15 @@ def train_ddpm(
     p: Params,
     schedule: str,
     train: ImageSet,
-    checkpoint_path: Path,
+    resume: ResumeDir | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[UNet, TrainResult]:
     """Train the DDPM of ``schedule`` on ``train``; returns the EMA model and a summary.
 
-    Resumes from ``checkpoint_path`` when its identity (config and data fingerprint) matches, starts fresh
-    (and says why) otherwise. Saves a checkpoint every ``ddpm.checkpoint_minutes``, on interruption
-    (KeyboardInterrupt) and at the end. ``on_step(step)`` is called after each optimizer step.
+    With ``resume`` (built on ``training_identity``), the run continues from the state an interrupted run of the
+    same code, configuration and data left there, and saves its state every ``ddpm.checkpoint_minutes`` and when
+    stopped by Ctrl-C or SIGTERM (at a step boundary, so a resumed run ends with exactly the weights of an
+    uninterrupted one). ``on_step(step)`` is called after each optimizer step.
     """
     cfg: DDPMConfig = p.ddpm
     device = resolve_device(p.runtime)
@@ -116,29 +117,19 @@ def train_ddpm(
     N = len(train)
     steps_per_epoch = max(1, N // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    identity = training_identity(p, schedule, train)
     step, epoch_losses, loss_sum = 0, [], 0.0  # loss_sum: sum of this epoch's losses so far
-    resumed_from = 0
-    if (ckpt := load_checkpoint(checkpoint_path, identity, device)) is not None:
+    label = f"ddpm {schedule}"
+    if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
         restore_states(ckpt, {"model": model, "ema": ema, "optimizer": opt}, gen, device)
-        step, epoch_losses, loss_sum = ckpt["step"], ckpt["epoch_losses"], ckpt["loss_sum"]
-        resumed_from = step
-        print(f"resuming {schedule} from {checkpoint_path} at step {step}/{total}")
+        step, epoch_losses, loss_sum = ckpt["step"], list(ckpt["epoch_losses"]), ckpt["loss_sum"]
+        print(f"resuming {schedule} from {resume.folder} at step {step}/{total}")
+    resumed_from = step
 
     def save() -> None:
-        state = {
-            "identity": identity,
-            "config": {"unet": asdict(p.unet), "diffusion": asdict(p.diffusion), "ddpm": asdict(cfg)},
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-            **rng_states(gen, device),
-            "step": step,
-            "epoch_losses": epoch_losses,
-            "loss_sum": float(loss_sum),
-        }
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(state, tmp)
+        if resume is not None:
+            resume.save_state({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                               **rng_states(gen, device), "step": step, "epoch_losses": epoch_losses,
+                               "loss_sum": float(loss_sum)})
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8, kept on the device
     y_all = torch.from_numpy(train.y).to(device)
@@ -147,8 +138,8 @@ def train_ddpm(
     t_start = time.perf_counter()
     last_save = time.monotonic()
     perm = None
-    bar = progress_bar(total=total, initial=step, desc=f"ddpm {schedule}", unit="step")
-    try:
+    bar = progress_bar(total=total, initial=step, desc=label, unit="step")
+    with graceful_stop(label) as stop:
         while step < total:
             epoch, i = divmod(step, steps_per_epoch)
             if perm is None or i == 0:
@@ -170,25 +161,24 @@ def train_ddpm(
             if step % 10 == 0 or step == total:
                 elapsed = time.perf_counter() - t_start
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{(step - resumed_from) * cfg.batch_size / elapsed:.0f}",
-                               refresh=False)
+                                refresh=False)
             if on_step is not None:
                 on_step(step)
-            if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+            if stop.requested:
+                save()
+                bar.close()
+                print(f"{label}: stopped at step {step}/{total}; state saved in {resume.folder if resume else 'nowhere'}")
+                raise KeyboardInterrupt
+            if step < total and time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
                 save()
                 last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save()
-        bar.close()
-        print(f"\ninterrupted at step {step}/{total}; checkpoint saved to {checkpoint_path}")
-        raise
     bar.close()
-    save()
     wall = time.perf_counter() - t_start
     done = step - resumed_from
     return ema, TrainResult(
-        final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
+        final_loss=epoch_losses[-1] if epoch_losses else None,
         epoch_losses=list(epoch_losses),
-        images_per_s=done * cfg.batch_size / wall if wall > 0 and done else float("nan"),
+        images_per_s=done * cfg.batch_size / wall if wall > 0 and done else None,
         wall_s=wall,
         parameters=count_parameters(model),
         steps=step,
@@ -196,40 +186,38 @@ def train_ddpm(
     )
 
 
-def save_ddpm(path: Path, ema: UNet, p: Params, schedule: str, train: ImageSet) -> None:
+def save_ddpm(path, ema: UNet, p: Params, schedule: str, train: ImageSet) -> None:
     """A self-describing model file: EMA weights plus everything needed to rebuild and sample from it."""
-    state = {
+    save_torch(path, {
+        "format": MODEL_FORMAT,
         "ema": ema.state_dict(),
         "schedule": schedule,
         "unet": asdict(p.unet),
-        "diffusion": asdict(p.diffusion),
+        "diffusion": process_config(p.diffusion),
         "image_shape": list(train.x.shape[1:]),
         "classes": list(train.classes),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    })
 
 
 @dataclass
 class LoadedDDPM:
     model: UNet
     schedule: Schedule
-    diffusion: DiffusionConfig
+    process: dict  # the PROCESS_KEYS the model was trained with
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int]  # H, W, C
 
 
-def load_ddpm(path: Path, device: torch.device, runtime: RuntimeConfig | None = None) -> LoadedDDPM:
-    from dreaming_data.errors import UserError
-
+def load_ddpm(path, device: torch.device) -> LoadedDDPM:
+    state = load_torch(path, MODEL_FORMAT)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing (run train_ddpm first)") from None
-    unet_cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["unet"].items()})
-    diff_cfg = DiffusionConfig(**state["diffusion"])
-    model = build_unet(unet_cfg, tuple(state["image_shape"]), len(state["classes"]))
-    model.load_state_dict(state["ema"])
+        unet_cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["unet"].items()})
+        process = {k: state["diffusion"][k] for k in PROCESS_KEYS}
+        schedule = make_schedule(DiffusionConfig(**process, variance="fixed_large", guidance=0.0), state["schedule"])
+        model = build_unet(unet_cfg, tuple(state["image_shape"]), len(state["classes"]))
+        model.load_state_dict(state["ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: a DDPM file of another version or a damaged one ({type(exc).__name__}); "
+                        f"remake it with `dvc repro train_ddpm@{state.get('schedule', '<schedule>')}`") from None
     model = model.to(device, memory_format=memory_format(device)).eval().requires_grad_(False)
-    return LoadedDDPM(model, make_schedule(diff_cfg, state["schedule"]).to(device), diff_cfg,
-                      tuple(state["classes"]), tuple(state["image_shape"]))
+    return LoadedDDPM(model, schedule.to(device), process, tuple(state["classes"]), tuple(state["image_shape"]))

@@ -217,13 +217,6 @@ def p_sample_step(
     return mean + float(c.sigma[k]) * noise
 
 
-def standard_normal(shape: torch.Size, device: torch.device, generator) -> torch.Tensor:
-    """N(0, I) of ``shape`` from one generator, or stacked from (generator, rows) pairs covering shape[0] rows."""
-    if isinstance(generator, list):
-        return torch.cat([torch.randn((n, *shape[1:]), device=device, generator=g) for g, n in generator])
-    return torch.randn(shape, device=device, generator=generator)
-
-
 @torch.no_grad()
 def sample(
     model: EpsModel,
@@ -234,22 +227,22 @@ def sample(
     variance: str,
     null_class: int,
     guidance: float,
-    generator: torch.Generator | list[tuple[torch.Generator, int]] | None = None,
+    noise: Callable[[int], torch.Tensor],
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Ancestral sampling (Algorithm 2) with classifier-free guidance over the kept ``timesteps``.
 
     y: [B] int64 labels; x_T: [B, C, H, W] initial noise; timesteps: increasing int64 indices (all T, or a
-    respaced subset). Noise for each step comes from ``generator`` on x_T's device, or from one generator per
-    group of consecutive rows, given as (generator, rows) pairs. Returns x_0 in [-1, 1].
+    respaced subset). ``noise(t)`` gives the z of the step that leaves timestep index t, shaped like x_T (drawn
+    per image, so that no image depends on its batch). Returns x_0 in [-1, 1].
     """
     c = sampler_coefficients(s, timesteps, variance)
     x = x_T.float()
     for k in reversed(range(len(c.timesteps))):
-        t = torch.full((x.shape[0],), int(c.timesteps[k]), device=x.device, dtype=torch.int64)
+        t_k = int(c.timesteps[k])
+        t = torch.full((x.shape[0],), t_k, device=x.device, dtype=torch.int64)
         eps = guided_eps(model, x, t, y, null_class, guidance)
-        noise = standard_normal(x.shape, x.device, generator) if k > 0 else None
-        x = p_sample_step(c, k, x, eps, noise)
+        x = p_sample_step(c, k, x, eps, noise(t_k).to(x.device) if k > 0 else None)
         if progress is not None:
             progress(1)
     return x.clamp(-1, 1)

@@ -1,11 +1,16 @@
-"""Small file helpers: atomic writes, the canonical ``.npz`` image format, JSON metrics."""
+"""Small file helpers: atomic writes, the canonical ``.npz`` image format, strict JSON metrics, torch files
+that are byte-stable and load safely."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import math
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dreaming_data.errors import UserError
+from dreaming_data.paths import made_by
 
 
 @contextlib.contextmanager
@@ -33,16 +39,73 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_bytes(data)
+
+
+def _remake_hint(path: Path) -> str:
+    stage = made_by(path)
+    return f" (run `dvc repro {stage}` to remake it)" if stage else ""
+
+
+def missing(path: str | Path) -> UserError:
+    path = Path(path)
+    stage = made_by(path)
+    return UserError(f"{path}: missing" + (f" (run `dvc repro {stage}` first)" if stage else ""))
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON null: a number that does not exist)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Strict JSON (no NaN or Infinity: null where a number does not exist), written atomically."""
+    write_bytes(path, (json.dumps(finite(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: missing (run the stage that makes it first)") from None
+        raise missing(path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}){_remake_hint(Path(path))}") from None
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """``torch.save`` through memory: the archive then names no temporary file, so equal contents give equal
+    bytes (and DVC re-runs nothing downstream of a model that did not change)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: str | Path, kind: str, device: Any = "cpu") -> dict:
+    """A dict saved by ``save_torch`` with ``format == kind``, loaded with ``weights_only=True`` (tensors and plain
+    types only: a file from a shared remote cannot run code). Anything else is a one-line ``UserError``."""
+    import torch
+
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise missing(path) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a {kind} file written by dreaming-data ({first}){_remake_hint(path)}") from None
+    if not isinstance(obj, dict) or obj.get("format") != kind:
+        raise UserError(f"{path}: not a {kind} file written by dreaming-data{_remake_hint(path)}")
+    return obj
 
 
 @dataclass(frozen=True)
@@ -74,19 +137,27 @@ class ImageSet:
 
 def save_images(path: str | Path, images: ImageSet) -> None:
     """Write ``images`` to ``path`` (``.npz``) atomically."""
-    assert images.x.dtype == np.uint8 and images.x.ndim == 4, (images.x.dtype, images.x.shape)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, x=images.x, y=images.y, classes=np.array(images.classes), synthetic=images.synthetic)
+    if images.x.dtype != np.uint8 or images.x.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C] uint8, got {images.x.dtype} {images.x.shape}")
+    buf = io.BytesIO()
+    np.savez(buf, x=images.x, y=images.y, classes=np.array(images.classes), synthetic=images.synthetic)
+    write_bytes(path, buf.getvalue())
 
 
 def load_images(path: str | Path) -> ImageSet:
+    """An image set written by ``save_images``; a missing, truncated or foreign file is a one-line ``UserError``."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            synthetic = z["synthetic"] if "synthetic" in z.files else np.zeros(len(z["y"]), dtype=bool)
-            return ImageSet(z["x"], z["y"].astype(np.int64), tuple(str(c) for c in z["classes"]), synthetic)
+            x, y, classes = z["x"], z["y"].astype(np.int64), tuple(str(c) for c in z["classes"])
+            synthetic = z["synthetic"] if "synthetic" in z.files else np.zeros(len(y), dtype=bool)
     except FileNotFoundError:
-        raise UserError(f"{path}: missing (run the stage that makes it first)") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not an image set written by dreaming-data ({exc})") from None
+        raise missing(path) from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not an image set written by dreaming-data ({first}){_remake_hint(path)}") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or y.shape != (len(x),) or synthetic.shape != (len(x),) or (
+            len(y) and (y.min() < 0 or y.max() >= len(classes))):
+        raise UserError(f"{path}: not an image set written by dreaming-data (x {x.dtype} {list(x.shape)}, "
+                        f"y {list(y.shape)}, {len(classes)} classes){_remake_hint(path)}")
+    return ImageSet(x, y, classes, synthetic.astype(bool))

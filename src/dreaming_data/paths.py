@@ -1,5 +1,6 @@
 """Where each stage reads and writes, relative to the project root. ``dvc.yaml`` lists the same paths."""
 
+import re
 from pathlib import Path
 
 PREPARED = Path("data/prepared")
@@ -8,11 +9,13 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
+CHECKPOINTS = Path("checkpoints")  # git- and dvc-ignored: the resumable state of interrupted runs only
 
 
 def prepared(split: str) -> Path:
     """The real ``val`` and ``test`` sets (never augmented)."""
-    assert split in ("val", "test"), split
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be val or test, got {split!r}")
     return PREPARED / f"{split}.npz"
 
 
@@ -22,23 +25,40 @@ def train_set(variant: str) -> Path:
     return Path("data/train") / f"{variant}.npz"
 
 
-def ddpm_dir(schedule: str) -> Path:
-    return MODELS / "ddpm" / schedule
-
-
-def ddpm_checkpoint(schedule: str) -> Path:
-    """Outside DVC's outputs (``checkpoints/`` is git- and dvc-ignored), so a failed run never loses it."""
-    return Path("checkpoints") / f"ddpm-{schedule}.pt"
-
-
-GENERATE_CHUNKS = Path("checkpoints/generate")
-ABLATION = Path("data/ablation")  # one .npz of samples per schedule x steps cell
-ABLATION_CHUNKS = Path("checkpoints/ablation")
-
-
-def classifier_checkpoint(name: str) -> Path:
-    return Path("checkpoints") / f"classifier-{name}.pt"
+def ddpm_model(schedule: str) -> Path:
+    return MODELS / "ddpm" / schedule / "model.pt"
 
 
 def classifier_name(variant: str, seed: int) -> str:
     return f"{variant}-seed{seed}"
+
+
+def classifier_model(name: str) -> Path:
+    return MODELS / "classifier" / f"{name}.pt"
+
+
+ABLATION = Path("data/ablation")  # one .npz of samples per schedule x steps cell
+
+
+def resume_dir(stage: str) -> Path:
+    """The folder where the run of ``stage`` (DVC's name, e.g. ``train_ddpm@linear``) keeps what it resumes from."""
+    return CHECKPOINTS / stage.replace("@", "-")
+
+
+_MADE_BY = [  # (pattern on the POSIX path, the DVC stage that writes it)
+    (r"data/train/baseline\.npz|data/prepared/.*", "download"),
+    (r"data/train/augmented\.npz", "merge"),
+    (r"data/generated/.*", "generate"),
+    (r"models/ddpm/(?P<s>[^/]+)/model\.pt", "train_ddpm@{s}"),
+    (r"models/classifier/(?P<s>[^/]+)\.pt", "train_classifier@{s}"),
+    (r"data/ablation/(?P<s>[^/]+)\.npz", "ablation_sample@{s}"),
+]
+
+
+def made_by(path: str | Path) -> str | None:
+    """The stage that writes ``path`` (None for a file no stage writes), for error messages."""
+    posix = Path(path).as_posix()
+    for pattern, stage in _MADE_BY:
+        if m := re.fullmatch(pattern, posix):
+            return stage.format(s=m.groupdict().get("s", "").replace("-seed", "-"))
+    return None

@@ -29,27 +29,31 @@ def _check_schedule(p: Params, schedule: str) -> None:
 def train_ddpm(p: Params, schedule: str) -> None:
     import pandas as pd
 
-    from dreaming_data.ddpm import save_ddpm, train_ddpm as train
+    from dreaming_data.checkpoints import ResumeDir
+    from dreaming_data.ddpm import save_ddpm, train_ddpm as train, training_identity
+    from dreaming_data.evaluation import write_csv
     from dreaming_data.io import load_images, write_json
 
     _check_schedule(p, schedule)
     train_set = load_images(paths.train_set("baseline"))
-    ema, r = train(p, schedule, train_set, paths.ddpm_checkpoint(schedule))
-    save_ddpm(paths.ddpm_dir(schedule) / "model.pt", ema, p, schedule, train_set)
-    loss_csv = paths.PLOTS / "ddpm" / f"loss-{schedule}.csv"
-    loss_csv.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame({"epoch": range(1, len(r.epoch_losses) + 1), "loss": r.epoch_losses})
-    frame.to_csv(loss_csv, index=False)
+    stage = f"train_ddpm@{schedule}"
+    resume = ResumeDir(paths.resume_dir(stage), training_identity(p, schedule, train_set), stage)
+    ema, r = train(p, schedule, train_set, resume)
+    save_ddpm(paths.ddpm_model(schedule), ema, p, schedule, train_set)
+    write_csv(pd.DataFrame({"epoch": range(1, len(r.epoch_losses) + 1), "loss": r.epoch_losses}),
+              paths.PLOTS / "ddpm" / f"loss-{schedule}.csv")
     write_json(paths.METRICS / f"ddpm-{schedule}.json", {
         "schedule": schedule,
-        "final_loss": round(r.final_loss, 6),
-        "images_per_s": round(r.images_per_s, 2),
+        "final_loss": None if r.final_loss is None else round(r.final_loss, 6),
+        "images_per_s": None if r.images_per_s is None else round(r.images_per_s, 2),
         "wall_s": round(r.wall_s, 2),
         "parameters": r.parameters,
         "steps": r.steps,
         "resumed_from_step": r.resumed_from,
     })
-    print(f"ddpm {schedule}: final epoch loss {r.final_loss:.4f}, {r.images_per_s:.0f} img/s, {r.wall_s:.0f} s")
+    resume.finish()
+    speed = "" if r.images_per_s is None else f", {r.images_per_s:.0f} img/s"
+    print(f"ddpm {schedule}: final epoch loss {r.final_loss:.4f}{speed}, {r.wall_s:.0f} s")
 
 
 def _sampler(p: Params, schedule: str):
@@ -59,7 +63,7 @@ def _sampler(p: Params, schedule: str):
 
     device = resolve_device(p.runtime)
     setup_backends(device)
-    return Sampler(load_ddpm(paths.ddpm_dir(schedule) / "model.pt", device), p.diffusion, p.runtime, device)
+    return Sampler(load_ddpm(paths.ddpm_model(schedule), device), p.diffusion, p.runtime, device)
 
 
 def sample_noise(p: Params) -> None:
@@ -78,28 +82,38 @@ def sample_grid(p: Params, schedule: str, steps: int) -> None:
     _check_schedule(p, schedule)
     if steps not in p.sample.steps:
         raise UserError(f"steps {steps} is not in sample.steps {list(p.sample.steps)}")
-    picture, wall = grid(_sampler(p, schedule), steps, p.sample.columns, p.sample.seed)
+    picture, wall = grid(_sampler(p, schedule), steps, p.sample.columns, p.sample.seed, p.sample.batch_size)
     save_png(picture, paths.PLOTS / "samples" / f"{schedule}-{steps}.png")
     print(f"grid {schedule} x {steps} steps: {wall:.1f} s")
 
 
+def _generate(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int):
+    """Images 0 .. per_class - 1 of every class from the model of ``schedule``, resumable in the stage's folder."""
+    from dreaming_data.checkpoints import ResumeDir
+    from dreaming_data.randomness import fingerprint_file
+    from dreaming_data.sampling import generate as run
+
+    model = paths.ddpm_model(schedule)
+    sampler = _sampler(p, schedule)
+    identity = {"model": fingerprint_file(model), "guidance": p.diffusion.guidance, "variance": p.diffusion.variance,
+                "steps": steps, "seed": seed, "chunk_size": p.generate.chunk_size}
+    resume = ResumeDir(paths.resume_dir(stage), identity, stage)
+    images, timing = run(sampler, per_class, steps, seed, p.generate.batch_size, p.generate.chunk_size, resume,
+                         label=stage)
+    return images, timing, resume
+
+
 def generate(p: Params) -> None:
     from dreaming_data.io import save_images, write_json
-    from dreaming_data.sampling import GenerationPlan, generate as run, model_identity, preview, save_png
-
-    from dataclasses import asdict
+    from dreaming_data.sampling import preview, save_png
 
     g = p.generate
-    model_path = paths.ddpm_dir(g.schedule) / "model.pt"
-    sampler = _sampler(p, g.schedule)
-    plan = GenerationPlan(g.per_class, g.steps, g.seed, g.batch_size, g.chunk_size)
-    identity = {"model": model_identity(model_path), "plan": asdict(plan), "guidance": p.diffusion.guidance,
-                "variance": p.diffusion.variance}
-    images, timing = run(sampler, plan, paths.GENERATE_CHUNKS, identity)
+    images, timing, resume = _generate(p, "generate", g.schedule, g.per_class, g.steps, g.seed)
     save_images(paths.GENERATED / "synthetic.npz", images)
     save_png(preview(images, p.sample.columns), paths.PLOTS / "samples" / "generated-preview.png")
     write_json(paths.METRICS / "generate.json", {"schedule": g.schedule, "steps": g.steps, "per_class": g.per_class,
                                                  "total": len(images), **timing})
+    resume.finish()
     print(f"generated {len(images)} images ({g.schedule}, {g.steps} steps)")
 
 
@@ -127,23 +141,29 @@ def _check_variant(p: Params, variant: str, seed: int) -> None:
 def train_classifier(p: Params, variant: str, seed: int) -> None:
     import pandas as pd
 
-    from dreaming_data.classifier import save_classifier, train_classifier as train
+    from dreaming_data.checkpoints import ResumeDir
+    from dreaming_data.classifier import save_classifier, train_classifier as train, training_identity
     from dreaming_data.evaluation import write_csv
     from dreaming_data.io import load_images, write_json
 
     _check_variant(p, variant, seed)
     name = paths.classifier_name(variant, seed)
+    stage = f"train_classifier@{variant}-{seed}"
     train_set = load_images(paths.train_set(variant))
     val = load_images(paths.prepared("val"))
-    trained = train(p.classifier, p.runtime, train_set, val, seed, p.classifier.epochs,
-                    paths.classifier_checkpoint(name), label=f"classifier {name}")
-    save_classifier(paths.MODELS / "classifier" / f"{name}.pt", trained, p.classifier.arch, train_set.x.shape[1:])
+    c = p.classifier
+    resume = ResumeDir(paths.resume_dir(stage), training_identity(c, train_set, val, seed, c.epochs), stage)
+    trained = train(c, p.runtime, train_set, val, seed, c.epochs, resume, label=f"classifier {name}")
+    save_classifier(paths.classifier_model(name), trained, c, train_set.x.shape[1:])
     write_csv(pd.DataFrame(trained.history), paths.PLOTS / "classifier" / f"{name}.csv")
+    val_accs = [h["val_acc"] for h in trained.history if h["val_acc"] is not None]
     write_json(paths.METRICS / "train" / f"{name}.json", {
-        "final_val_acc": trained.history[-1]["val_acc"], "best_val_acc": max(h["val_acc"] for h in trained.history),
+        "final_val_acc": trained.history[-1]["val_acc"], "best_val_acc": max(val_accs, default=None),
         "train_images": len(train_set), "synthetic_images": int(train_set.synthetic.sum()),
-        "images_per_s": round(trained.images_per_s, 1), "wall_s": round(trained.wall_s, 2)})
-    print(f"classifier {name}: val acc {trained.history[-1]['val_acc']:.4f} after {len(trained.history)} epochs")
+        "images_per_s": None if trained.images_per_s is None else round(trained.images_per_s, 1),
+        "wall_s": round(trained.wall_s, 2)})
+    resume.finish()
+    print(f"classifier {name}: val acc {trained.history[-1]['val_acc']} after {len(trained.history)} epochs")
 
 
 def evaluate(p: Params, variant: str, seed: int) -> None:
@@ -155,7 +175,7 @@ def evaluate(p: Params, variant: str, seed: int) -> None:
     _check_variant(p, variant, seed)
     name = paths.classifier_name(variant, seed)
     device = resolve_device(p.runtime)
-    model, norm, classes = load_classifier(paths.MODELS / "classifier" / f"{name}.pt", device)
+    model, norm, classes = load_classifier(paths.classifier_model(name), device)
     test = load_images(paths.prepared("test"))
     pred = predict(model, norm, test.x, device, p.runtime).argmax(1)
     metrics = classification_metrics(test.y, pred, classes)
@@ -216,24 +236,18 @@ def _cell(schedule: str, steps: int) -> str:
 
 
 def ablation_sample(p: Params, schedule: str, steps: int) -> None:
-    from dataclasses import asdict
-
     from dreaming_data.errors import UserError
     from dreaming_data.io import save_images, write_json
-    from dreaming_data.sampling import GenerationPlan, generate as run, model_identity
 
     a = p.ablation
     if schedule not in a.schedules or steps not in a.steps:
         raise UserError(f"cell {_cell(schedule, steps)} is not in ablation.schedules x ablation.steps")
     cell = _cell(schedule, steps)
-    plan = GenerationPlan(a.per_class, steps, a.seed, p.generate.batch_size, a.per_class)
-    identity = {"model": model_identity(paths.ddpm_dir(schedule) / "model.pt"), "plan": asdict(plan),
-                "guidance": p.diffusion.guidance, "variance": p.diffusion.variance}
-    images, timing = run(_sampler(p, schedule), plan, paths.ABLATION_CHUNKS / cell, identity,
-                         label=f"ablation {cell}")
+    images, timing, resume = _generate(p, f"ablation_sample@{cell}", schedule, a.per_class, steps, a.seed)
     save_images(paths.ABLATION / f"{cell}.npz", images)
     write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
                {"schedule": schedule, "steps": steps, **timing})
+    resume.finish()
 
 
 def ablation(p: Params) -> dict:
@@ -256,7 +270,7 @@ def ablation(p: Params) -> dict:
     print(f"ablation: Inception features of {len(real)} real test images")
     fid = FID(real, p.eval.fid_weights, device, p.eval.batch_size)
     seed = p.classifier.seeds[0]
-    base, norm, _ = load_classifier(paths.MODELS / "classifier" / f"{paths.classifier_name('baseline', seed)}.pt", device)
+    base, norm, _ = load_classifier(paths.classifier_model(paths.classifier_name("baseline", seed)), device)
 
     def cas_score(images, label: str) -> float:
         # CAS: the classifier recipe on one set alone, for a fixed number of optimizer steps (an epoch count

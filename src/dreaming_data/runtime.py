@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 import torch
 
@@ -54,19 +53,6 @@ def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch
     torch.set_rng_state(state["torch_rng"].cpu())
     if device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-
-
-def load_checkpoint(path: Path | None, identity: dict, device: torch.device) -> dict | None:
-    """The checkpoint at ``path`` when it was written for ``identity`` (configuration and data fingerprint);
-    None when there is none, or, saying which parts differ, when it was written for another identity."""
-    if path is None or not path.exists():
-        return None
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if ckpt.get("identity") == identity:
-        return ckpt
-    changed = sorted(k for k in identity if ckpt.get("identity", {}).get(k) != identity[k])
-    print(f"starting fresh: {path} was made with different {', '.join(changed) or 'settings'}")
-    return None
 
 
 def setup_backends(device: torch.device) -> None:

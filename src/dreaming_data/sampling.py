@@ -1,12 +1,12 @@
-"""Sampling from a trained DDPM: comparable grids, and resumable bulk generation of labelled images."""
+"""Sampling from a trained DDPM: comparable grids, and resumable bulk generation of labelled images.
+
+Every image is drawn from its own noise (``randomness.image_keys`` of seed, class and index within the class), so
+batch sizes, chunk sizes and the order of work never change a byte of what is written.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,27 +14,34 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm  # noqa: F401 (type of the progress bars)
 
+from dreaming_data.checkpoints import ResumeDir
 from dreaming_data.config import DiffusionConfig, RuntimeConfig
-from dreaming_data.ddpm import LoadedDDPM, fingerprint_array, seed_for
+from dreaming_data.ddpm import LoadedDDPM
 from dreaming_data.diffusion import respaced_timesteps, sample, to_uint8
-from dreaming_data.io import ImageSet, atomic_path, save_images
+from dreaming_data.errors import UserError
+from dreaming_data.io import ImageSet, atomic_path
+from dreaming_data.randomness import INITIAL_STREAM, image_keys, normal_noise
 from dreaming_data.runtime import autocast, maybe_compile, progress_bar
 
 
 BAR_FORMAT = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
-def initial_noise(n: int, image_shape: tuple[int, int, int], seed: int) -> torch.Tensor:
-    """x_T: [n, C, H, W] standard normal drawn on the CPU from ``seed``, identical on every device."""
+def initial_noise(keys: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """x_T: [B, C, H, W] standard normal of the images with ``keys`` ([B, 2], from ``image_keys``)."""
     H, W, C = image_shape
-    return torch.randn((n, C, H, W), generator=torch.Generator().manual_seed(seed))
+    return normal_noise(keys, INITIAL_STREAM, (C, H, W))
 
 
 class Sampler:
     """Batched, guided ancestral sampling with one model; compiled and bf16 on CUDA."""
 
     def __init__(self, ddpm: LoadedDDPM, diffusion: DiffusionConfig, runtime: RuntimeConfig, device: torch.device):
-        self.ddpm, self.diffusion, self.runtime, self.device = ddpm, diffusion, runtime, device
+        self.ddpm, self.runtime, self.device = ddpm, runtime, device
+        self.guidance, self.variance = diffusion.guidance, diffusion.variance
+        if self.guidance > 0 and not ddpm.process["p_uncond"] > 0:
+            raise UserError(f"diffusion.guidance: {self.guidance} needs a model trained with label dropout, but this "
+                            f"one had diffusion.p_uncond 0 (set guidance to 0 or retrain with p_uncond > 0)")
         self.null_class = len(ddpm.classes)
         self.fwd = maybe_compile(ddpm.model, device, runtime)
 
@@ -42,23 +49,32 @@ class Sampler:
         with autocast(self.device, self.runtime):
             return self.fwd(x, t, y)
 
-    def __call__(self, y: torch.Tensor, x_T: torch.Tensor, steps: int, seed: int | list[tuple[int, int]],
-                 bar: tqdm | None = None) -> torch.Tensor:
-        """y: [B] int64; x_T: [B, C, H, W]; returns [B, H, W, C] uint8 on the CPU.
+    def __call__(self, y: torch.Tensor, keys: torch.Tensor, steps: int, bar: tqdm | None = None) -> torch.Tensor:
+        """y: [B] int64 labels; keys: [B, 2] image keys; returns [B, H, W, C] uint8 on the CPU.
 
-        ``seed`` seeds the sampling noise of the whole batch, or is a list of (seed, rows) giving consecutive
-        groups of rows their own noise streams, so an image does not depend on what else shares its batch.
+        x_T and the noise of every step come from each image's key alone (never from a shared generator).
         """
+        H, W, C = self.ddpm.image_shape
+        keys = keys.to(self.device)
         timesteps = respaced_timesteps(self.ddpm.schedule.timesteps, steps)
-        new = lambda s: torch.Generator(device=self.device).manual_seed(s)  # noqa: E731
-        gen = new(seed) if isinstance(seed, int) else [(new(s), n) for s, n in seed]
         per_step = len(y) / len(timesteps)  # the bar counts images, advanced a fraction at every step
-        x = sample(self.model, self.ddpm.schedule, y.to(self.device), x_T.to(self.device), timesteps,
-                   self.diffusion.variance, self.null_class, self.diffusion.guidance, gen,
+        x = sample(self.model, self.ddpm.schedule, y.to(self.device), initial_noise(keys, self.ddpm.image_shape),
+                   timesteps, self.variance, self.null_class, self.guidance,
+                   noise=lambda t: normal_noise(keys, 1 + t, (C, H, W)),
                    progress=None if bar is None else lambda _: bar.update(per_step))
         if bar is not None:
             bar.n = round(bar.n)  # no float drift from the fractional steps
         return to_uint8(x).cpu()
+
+    def images(self, y: torch.Tensor, index: torch.Tensor, seed: int, steps: int, batch_size: int,
+               bar: tqdm | None = None) -> np.ndarray:
+        """Images ``index`` of classes ``y`` under ``seed`` ([B] each), sampled ``batch_size`` at a time:
+        [B, H, W, C] uint8, the same bytes whatever ``batch_size``."""
+        keys = image_keys(seed, y, index)
+        out = [self(y[s:s + batch_size], keys[s:s + batch_size], steps, bar).numpy()
+               for s in range(0, len(y), batch_size)]
+        H, W, C = self.ddpm.image_shape
+        return np.concatenate(out) if out else np.zeros((0, H, W, C), dtype=np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -92,122 +108,87 @@ def save_png(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="PNG")
 
 
+def grid_labels(num_classes: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class, index within the class) of every grid cell, row by row: one row per class."""
+    return torch.arange(num_classes).repeat_interleave(columns), torch.arange(columns).repeat(num_classes)
+
+
 def noise_picture(image_shape: tuple[int, int, int], classes: tuple[str, ...], columns: int, seed: int) -> Image.Image:
     """The shared x_T of every grid, clipped to [-1, 1] for display, laid out like the grids."""
-    x = initial_noise(len(classes) * columns, image_shape, seed)
-    u8 = to_uint8(x.clamp(-1, 1)).numpy()
+    y, index = grid_labels(len(classes), columns)
+    u8 = to_uint8(initial_noise(image_keys(seed, y, index), image_shape).clamp(-1, 1)).numpy()
     return image_grid([u8[i * columns:(i + 1) * columns] for i in range(len(classes))], list(classes))
 
 
-def sample_grid(sampler: Sampler, steps: int, columns: int, seed: int) -> tuple[Image.Image, float]:
-    """One row per class in label order, ``columns`` samples each, all from the fixed x_T of ``seed``.
+def sample_grid(sampler: Sampler, steps: int, columns: int, seed: int, batch_size: int) -> tuple[Image.Image, float]:
+    """One row per class in label order, ``columns`` samples each; cell (c, j) is image j of class c under
+    ``seed``, so every grid of a model starts from the same x_T (``noise_picture``).
 
     Returns the picture and the sampling wall time in seconds.
     """
-    classes = sampler.ddpm.classes
-    K = len(classes)
-    y = torch.arange(K).repeat_interleave(columns)
-    x_T = initial_noise(K * columns, sampler.ddpm.image_shape, seed)
+    K = len(sampler.ddpm.classes)
+    y, index = grid_labels(K, columns)
     t0 = time.perf_counter()
-    u8 = sampler(y, x_T, steps, seed).numpy()
+    u8 = sampler.images(y, index, seed, steps, batch_size)
     wall = time.perf_counter() - t0
-    return image_grid([u8[i * columns:(i + 1) * columns] for i in range(K)], list(classes)), wall
+    return image_grid([u8[i * columns:(i + 1) * columns] for i in range(K)], list(sampler.ddpm.classes)), wall
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Bulk generation in resumable chunks
 
 
-@dataclass(frozen=True)
-class GenerationPlan:
-    per_class: int
-    steps: int
-    seed: int
-    batch_size: int
-    chunk_size: int
-
-    def chunks(self, num_classes: int) -> list[tuple[int, int, int]]:
-        """(class, chunk index, images) for every chunk, class-major."""
-        n_chunks = math.ceil(self.per_class / self.chunk_size)
-        return [(c, j, min(self.chunk_size, self.per_class - j * self.chunk_size))
-                for c in range(num_classes) for j in range(n_chunks)]
+def chunk_name(c: int, start: int, n: int) -> str:
+    return f"class{c:03d}-{start:07d}-{n}.npy"
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Images ``start:start + n`` of class ``c``'s chunk ``j``, with their own sampling-noise seed."""
+def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size: int, chunk_size: int,
+             resume: ResumeDir, label: str = "generate") -> tuple[ImageSet, dict]:
+    """Generate images 0 .. ``per_class`` - 1 of every class, saved a chunk at a time in ``resume``'s folder.
 
-    c: int
-    j: int
-    start: int
-    n: int
-    seed: int
-
-
-def chunk_pieces(plan: GenerationPlan, c: int, j: int, n: int) -> list[Piece]:
-    return [Piece(c, j, start, min(plan.batch_size, n - start), seed_for(plan.seed, c, j, 1 + b))
-            for b, start in enumerate(range(0, n, plan.batch_size))]
-
-
-def pack(pieces: list[Piece], batch_size: int) -> list[list[Piece]]:
-    """Consecutive pieces grouped into batches of at most ``batch_size`` images (classes mix in a batch)."""
-    batches, current, size = [], [], 0
-    for piece in pieces:
-        if current and size + piece.n > batch_size:
-            batches.append(current)
-            current, size = [], 0
-        current.append(piece)
-        size += piece.n
-    return batches + ([current] if current else [])
-
-
-def generate(sampler: Sampler, plan: GenerationPlan, chunk_dir: Path, identity: dict, label: str = "generate") -> tuple[ImageSet, dict]:
-    """Generate ``plan.per_class`` images of every class, one chunk file at a time in ``chunk_dir``.
-
-    Finished chunks whose identity matches are kept and skipped, so an interrupted run resumes; a changed
-    identity (model, guidance, steps, ...) clears the folder. Returns the images and timing figures.
+    A chunk is ``chunk_size`` consecutive images of one class; an interrupted run of the same identity keeps its
+    finished chunks and samples only the rest. ``batch_size`` images are sampled together (classes mix). The
+    caller deletes the folder (``resume.finish()``) once the result is written. Returns the images and timing.
     """
     classes = sampler.ddpm.classes
-    manifest = chunk_dir / "identity.json"
-    if chunk_dir.exists():
-        old = json.loads(manifest.read_text()) if manifest.exists() else None
-        if old != identity:
-            print(f"{label}: {chunk_dir} holds chunks of another configuration; starting fresh")
-            shutil.rmtree(chunk_dir)
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps(identity, indent=1))
-    chunks = plan.chunks(len(classes))
-    path = lambda c, j: chunk_dir / f"class{c:03d}-chunk{j:04d}.npy"  # noqa: E731
-    todo = [(c, j, n) for c, j, n in chunks if not path(c, j).exists()]
-    total = sum(n for *_, n in todo)
+    H, W, C = sampler.ddpm.image_shape
+    resume.open()
+    chunks = [(c, start, min(chunk_size, per_class - start))
+              for c in range(len(classes)) for start in range(0, per_class, chunk_size)]
+
+    def finished(chunk) -> bool:
+        path = resume.path(chunk_name(*chunk))
+        try:
+            return path.exists() and np.load(path, mmap_mode="r").shape == (chunk[2], H, W, C)
+        except (OSError, ValueError):
+            return False
+
+    todo = [ch for ch in chunks if not finished(ch)]
     if len(todo) < len(chunks):
         print(f"{label}: resuming, {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
-    sizes = {(c, j): n for c, j, n in todo}
-    x_T: dict[tuple[int, int], torch.Tensor] = {}  # initial noise of the chunks in flight
-    done: dict[tuple[int, int], list[np.ndarray]] = {}
+    y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, _, n in todo] or [torch.zeros(0, dtype=torch.int64)])
+    index = torch.cat([torch.arange(start, start + n) for _, start, n in todo] or [torch.zeros(0, dtype=torch.int64)])
+    keys = image_keys(seed, y, index)
+    pending: list[np.ndarray] = []  # sampled rows not yet saved, in the order of ``todo``
+    waiting = list(todo)
     t0 = time.perf_counter()
-    with progress_bar(total=total, desc=label, unit="img", bar_format=BAR_FORMAT) as bar:
-        for batch in pack([pc for c, j, n in todo for pc in chunk_pieces(plan, c, j, n)], plan.batch_size):
-            for pc in batch:
-                if (pc.c, pc.j) not in x_T:
-                    x_T[pc.c, pc.j] = initial_noise(sizes[pc.c, pc.j], sampler.ddpm.image_shape,
-                                                    seed_for(plan.seed, pc.c, pc.j, 0))
-            xb = torch.cat([x_T[pc.c, pc.j][pc.start:pc.start + pc.n] for pc in batch])
-            y = torch.cat([torch.full((pc.n,), pc.c, dtype=torch.int64) for pc in batch])
-            out = sampler(y, xb, plan.steps, [(pc.seed, pc.n) for pc in batch], bar).numpy()
-            for pc, images in zip(batch, np.split(out, np.cumsum([pc.n for pc in batch])[:-1])):
-                key = (pc.c, pc.j)
-                done.setdefault(key, []).append(images)
-                if sum(map(len, done[key])) == sizes[key]:  # the chunk is complete: save it
-                    with atomic_path(path(*key)) as tmp:
-                        with open(tmp, "wb") as f:
-                            np.save(f, np.concatenate(done.pop(key)))
-                    del x_T[key]
+    with progress_bar(total=len(y), desc=label, unit="img", bar_format=BAR_FORMAT) as bar:
+        for s in range(0, len(y), batch_size):
+            pending.append(sampler(y[s:s + batch_size], keys[s:s + batch_size], steps, bar).numpy())
+            rows = np.concatenate(pending)
+            while waiting and len(rows) >= waiting[0][2]:  # the oldest chunk is complete: save it
+                chunk = waiting.pop(0)
+                with atomic_path(resume.path(chunk_name(*chunk))) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, rows[:chunk[2]])
+                rows = rows[chunk[2]:]
+            pending = [rows]
     wall = time.perf_counter() - t0
-    xs = [np.load(path(c, j)) for c, j, _ in chunks]
+    xs = [np.load(resume.path(chunk_name(*ch))) for ch in chunks]
     ys = [np.full(n, c, dtype=np.int64) for c, _, n in chunks]
     images = ImageSet(np.concatenate(xs), np.concatenate(ys), classes, np.ones(sum(map(len, ys)), dtype=bool))
-    timing = {"images": total, "wall_s": round(wall, 3), "images_per_s": round(total / wall, 2) if total and wall else None}
+    timing = {"images": len(y), "wall_s": round(wall, 3),
+              "images_per_s": round(len(y) / wall, 2) if len(y) and wall > 0 else None}
     return images, timing
 
 
@@ -216,9 +197,3 @@ def preview(images: ImageSet, columns: int) -> Image.Image:
     return image_grid(rows, list(images.classes))
 
 
-def model_identity(model_path: Path) -> str:
-    return fingerprint_array(np.frombuffer(model_path.read_bytes(), dtype=np.uint8))
-
-
-__all__ = ["Sampler", "sample_grid", "noise_picture", "generate", "GenerationPlan", "preview", "save_png",
-           "save_images", "model_identity"]
