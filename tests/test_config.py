@@ -65,3 +65,84 @@ def test_cli_check_exit_codes(tmp_path):
     bad = runner.invoke(app, ["check", "--params", str(write_params(tmp_path / "p.yaml", raw))])
     assert bad.exit_code == 2
     assert "unet.dropout" in bad.output and "Traceback" not in bad.output
+
+
+BAD_VALUES = [  # (key, bad value, what the message must say)
+    ("runtime.num_workers", -1, ">= 0"),
+    ("data.image_size", 4, ">= 8"),
+    ("data.val_size", 0, ">= 1"),
+    ("data.val_size", -5, ">= 1"),
+    ("data.train_per_class", 0, ">= 1 or null"),
+    ("data.seed", -1, ">= 0"),
+    ("diffusion.timesteps", 1, ">= 2"),
+    ("diffusion.beta_start", 0.0, "0 < beta_start < beta_end < 1"),
+    ("diffusion.beta_end", 1e-5, "0 < beta_start < beta_end < 1"),
+    ("diffusion.beta_end", 1.0, "0 < beta_start < beta_end < 1"),
+    ("diffusion.cosine_s", -0.008, "> 0"),
+    ("diffusion.p_uncond", 0.0, "(0, 1) when diffusion.guidance > 0"),
+    ("diffusion.p_uncond", 1.0, "(0, 1) when diffusion.guidance > 0"),
+    ("diffusion.guidance", -1.0, ">= 0"),
+    ("unet.channels", 0, ">= 1"),
+    ("unet.channel_mult", [1, 0], ">= 1"),
+    ("unet.num_res_blocks", 0, ">= 1"),
+    ("unet.dropout", 1.0, "[0, 1)"),
+    ("ddpm.epochs", 0, ">= 1"),
+    ("ddpm.epochs", -1, ">= 1"),
+    ("ddpm.batch_size", -4, ">= 1"),
+    ("ddpm.batch_size", 0, ">= 1"),
+    ("ddpm.lr", -1e-4, "> 0"),
+    ("ddpm.grad_clip", 0.0, "> 0"),
+    ("ddpm.ema_decay", 1.0, "(0, 1)"),
+    ("ddpm.checkpoint_minutes", -1, "> 0"),
+    ("ddpm.schedules", ["linear", "linear"], "must not repeat"),
+    ("sample.steps", [0], "between 1 and diffusion.timesteps"),
+    ("sample.columns", 0, ">= 1"),
+    ("sample.batch_size", 0, ">= 1"),
+    ("generate.per_class", 0, ">= 1"),
+    ("generate.steps", 501, "between 1 and diffusion.timesteps"),
+    ("generate.batch_size", 0, ">= 1"),
+    ("generate.chunk_size", 0, ">= 1"),
+    ("merge.synthetic_per_class", -1, "between 0 and generate.per_class"),
+    ("merge.synthetic_per_class", 5001, "between 0 and generate.per_class"),
+    ("classifier.epochs", 0, ">= 1"),
+    ("classifier.batch_size", 0, ">= 1"),
+    ("classifier.lr", -0.1, "> 0"),
+    ("classifier.momentum", 1.0, "[0, 1)"),
+    ("classifier.warmup_fraction", 0.0, "(0, 1)"),
+    ("classifier.weight_decay", -1e-4, ">= 0"),
+    ("classifier.label_smoothing", 1.0, "[0, 1)"),
+    ("classifier.dropout", -0.1, "[0, 1)"),
+    ("classifier.crop_padding", -1, ">= 0"),
+    ("classifier.crop_padding", 32, "< data.image_size"),
+    ("classifier.seeds", [0, 0], "must not repeat"),
+    ("classifier.seeds", [-1], ">= 0"),
+    ("classifier.variants", ["augmented"], "must include baseline"),
+    ("eval.batch_size", 0, ">= 1"),
+    ("ablation.per_class", 0, ">= 1"),
+    ("ablation.cas_steps", 0, ">= 1"),
+    ("ablation.fid_real", -1, ">= 0"),
+    ("ablation.steps", [600], "between 1 and diffusion.timesteps"),
+    ("ablation.schedules", ["cosine", "cosine"], "must not repeat"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", [b for b in BAD_VALUES if b[2] is not None],
+                         ids=lambda v: str(v) if not isinstance(v, str) or "." in v else "")
+def test_bad_value_is_one_line_naming_key_and_range(key, value, message):
+    raw = apply_overrides(default_params(), {key: value})
+    with pytest.raises(UserError) as err:
+        parse_params(raw)
+    text = str(err.value)
+    assert "\n" not in text and message in text
+    assert key.split(".")[0] in text  # the key (or, for pairs, its partner) is named
+
+
+def test_enough_bad_values_are_tried():
+    assert len([b for b in BAD_VALUES if b[2] is not None]) >= 30
+
+
+def test_cli_check_rejects_a_bad_value_in_one_line(tmp_path):
+    raw = apply_overrides(default_params(), {"generate.chunk_size": 0})
+    r = CliRunner().invoke(app, ["check", "--params", str(write_params(tmp_path / "p.yaml", raw))])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [f"error: {tmp_path / 'p.yaml'}: 'generate.chunk_size' must be >= 1, got 0"]

@@ -59,6 +59,6 @@ def made_by(path: str | Path) -> str | None:
     """The stage that writes ``path`` (None for a file no stage writes), for error messages."""
     posix = Path(path).as_posix()
     for pattern, stage in _MADE_BY:
-        if m := re.fullmatch(pattern, posix):
+        if m := re.search(f"(?:^|/)(?:{pattern})$", posix):
             return stage.format(s=m.groupdict().get("s", "").replace("-seed", "-"))
     return None

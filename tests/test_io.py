@@ -1,0 +1,97 @@
+"""Artifacts: byte-stable saves, safe loading, one-line errors for truncated or foreign files, strict JSON."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dreaming_data.errors import UserError
+from dreaming_data.io import ImageSet, load_images, load_torch, save_images, save_torch, write_json
+
+from conftest import ROOT, stage_env, tiny_params, write_params
+
+
+def test_same_contents_give_same_bytes(tmp_path):
+    state = {"format": "dreaming-data ddpm", "ema": torch.nn.Linear(3, 2).state_dict(), "classes": ["a", "b"]}
+    save_torch(tmp_path / "a.pt", state)
+    save_torch(tmp_path / "sub" / "b.pt", state)  # another name, another folder
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "b.pt").read_bytes()
+    images = ImageSet.real(np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1]), ("a", "b"))
+    save_images(tmp_path / "a.npz", images)
+    save_images(tmp_path / "b.npz", images)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+class Payload:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch pwned",)
+
+
+def test_model_files_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "models" / "ddpm" / "linear" / "model.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"format": "dreaming-data ddpm", "x": Payload()}, path)
+    with pytest.raises(UserError, match=r"not a dreaming-data ddpm file written by dreaming-data .*"
+                                        r"dvc repro train_ddpm@linear"):
+        load_torch(path, "dreaming-data ddpm")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"not a model"])
+def test_broken_model_file_is_one_line(tmp_path, content):
+    path = tmp_path / "models" / "classifier" / "baseline-seed0.pt"
+    path.parent.mkdir(parents=True)
+    save_torch(path, {"format": "dreaming-data classifier"})
+    if content:
+        path.write_bytes(content)
+    else:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
+    with pytest.raises(UserError) as err:
+        load_torch(path, "dreaming-data classifier")
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    save_torch(path, {"format": "something else"})
+    with pytest.raises(UserError, match="not a dreaming-data classifier file"):
+        load_torch(path, "dreaming-data classifier")
+
+
+def test_truncated_or_foreign_image_set_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "data" / "train" / "baseline.npz"
+    save_images(path, ImageSet.real(np.zeros((20, 8, 8, 1), np.uint8), np.arange(20) % 2, ("a", "b")))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"baseline\.npz: not an image set written by dreaming-data .*"
+                                        r"dvc repro download"):
+        load_images(path)
+    np.savez(path, x=np.zeros((3, 8, 8), np.float32), y=np.zeros(3), classes=np.array(["a"]))
+    with pytest.raises(UserError, match="not an image set"):
+        load_images(path)
+    with pytest.raises(UserError, match=r"missing \(run `dvc repro merge` first\)"):
+        load_images(tmp_path / "data" / "train" / "augmented.npz")
+
+
+def test_metrics_json_is_strict(tmp_path):
+    write_json(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 0.5}})
+    text = (tmp_path / "m.json").read_text()
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 0.5}}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_stage_with_an_empty_model_says_one_line(tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params())
+    (tmp_path / "models" / "classifier").mkdir(parents=True)
+    (tmp_path / "models" / "classifier" / "baseline-seed0.pt").write_bytes(b"")
+    r = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "baseline", "0"], cwd=tmp_path,
+                       capture_output=True, text=True, env=stage_env())
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: models/classifier/baseline-seed0.pt: not a dreaming-data "
+                                                   "classifier file"), r.stderr
+    assert "dvc repro train_classifier@baseline-0" in lines[0]
