@@ -70,7 +70,8 @@ class Schedule:
     @classmethod
     def from_betas(cls, betas: np.ndarray | torch.Tensor) -> Schedule:
         betas = torch.as_tensor(betas, dtype=torch.float64)
-        assert betas.ndim == 1 and bool(((betas > 0) & (betas < 1)).all()), "betas must lie in (0, 1)"
+        if betas.ndim != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError("betas must be a 1-D sequence in (0, 1)")
         ab = torch.cumprod(1 - betas, dim=0)
         return cls(betas, ab, ab.sqrt(), (1 - ab).sqrt())
 
