@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, stage_env, tiny_params, write_params
 
@@ -133,6 +134,59 @@ def test_experiment_reruns_only_classifier_side(project):
                                                     "ablation_sample"))}, stages
     diff = sh("dvc", "metrics", "diff", "--json", cwd=repo).stdout
     assert "metrics/comparison.json" in json.loads(diff)
-    sh("dvc", "plots", "show", "-o", "plots_html", cwd=repo)
-    html = (repo / "plots_html" / "index.html").read_text()
-    assert "Validation accuracy" in html and "DDPM training loss" in html
+
+
+def test_each_plot_is_drawn_once(project):
+    repo, _ = project
+    shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]
+    images = {k for k, v in shown.items() if v[0]["type"] == "image"}
+    assert images == {"plots/ablation/ablation.png", "plots/samples/noise.png", "plots/samples/generated-preview.png"} | {
+        f"plots/samples/{s}-{n}.png" for s in ("linear", "cosine") for n in (40, 10)}
+    charts = {k for k, v in shown.items() if v[0]["type"] == "vega"}
+    assert charts == {"DDPM training loss per epoch", "Classifier validation accuracy, mean over seeds",
+                      "Test confusion matrix, baseline seed 0", "Test confusion matrix, augmented seed 0",
+                      "FID per sampling steps (ablation)"}
+    assert all(len(v) == 1 for v in shown.values())
+
+
+def test_offline_plots_page(project, tmp_path):
+    from dreaming_data.offline_plots import remote_references
+
+    repo, _ = project
+    r = sh(sys.executable, "-m", "dreaming_data.cli", "plots", "-o", str(tmp_path / "offline"), cwd=repo)
+    assert "no network needed" in r.stdout
+    html = (tmp_path / "offline" / "index.html").read_text()
+    assert remote_references(html) == [] and "cdn.jsdelivr" not in html
+    body = html[html.index("<body>"):]
+    assert body.count("vegaEmbed(") == 5 and body.count("<img") == 7
+    assert "Classifier validation accuracy, mean over seeds" in body
+    sh("dvc", "plots", "show", "-o", str(tmp_path / "online"), cwd=repo)  # dvc alone: scripts from a CDN
+    assert remote_references((tmp_path / "online" / "index.html").read_text())
+
+
+def test_remote_round_trip(project, tmp_path):
+    """dvc push to a local-directory remote, clone, dvc pull: the study is back, nothing to recompute."""
+    from dreaming_data.ddpm import load_ddpm
+    from dreaming_data.io import load_images
+
+    repo, _ = project
+    (repo / "checkpoints" / "train_ddpm-linear").mkdir(parents=True, exist_ok=True)
+    secret = repo / "checkpoints" / "train_ddpm-linear" / "state.pt"
+    secret.write_bytes(b"resumable state never leaves this machine")
+    sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "results and remote", cwd=repo)
+    sh("dvc", "push", cwd=repo)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    sh("dvc", "pull", cwd=clone)
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=clone).stdout
+    assert ran(sh("dvc", "repro", cwd=clone).stdout) == set()
+    for path in ("models/ddpm/linear/model.pt", "models/classifier/baseline-seed0.pt", "data/generated/synthetic.npz"):
+        assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
+    assert load_ddpm(clone / "models/ddpm/linear/model.pt", torch.device("cpu")).classes == tuple(str(i) for i in range(10))
+    assert len(load_images(clone / "data/generated/synthetic.npz")) > 0
+    assert not (clone / "checkpoints").exists()
+    stored = [f.read_bytes() for f in (tmp_path / "remote").rglob("*") if f.is_file()]
+    assert stored and secret.read_bytes() not in stored
+    shutil.rmtree(repo / "checkpoints")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,7 @@ def check(params: Annotated[Path, typer.Option(help="params file to validate")] 
 
 
 PROFILES = ("quickstart", "gpu-smoke")
+DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
 
 
 def load_profile(name: str) -> dict:
@@ -107,8 +109,8 @@ def quickstart(
     except UserError as exc:
         fail(str(exc))
     if dvc:
-        cmd = ["dvc", "exp", "run", *dvc_set_args(overrides)] + (["--name", name] if name else [])
-        print("$ " + " ".join(cmd), flush=True)
+        cmd = [*DVC, "exp", "run", *dvc_set_args(overrides)] + (["--name", name] if name else [])
+        print("$ dvc " + " ".join(cmd[len(DVC):]), flush=True)
         rc = subprocess.call(cmd)
         if rc != 0:
             fail(f"dvc exp run failed (exit {rc})")
@@ -128,6 +130,36 @@ def quickstart(
     report = Path("reports/comparison.md")
     if report.exists():
         print(report.read_text())
+
+
+@app.command()
+def plots(
+    revisions: Annotated[Optional[list[str]], typer.Argument(help="commits or experiments to compare "
+                                                                  "(dvc plots diff); none: the workspace")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for index.html and its images")] = Path("dvc_plots"),
+) -> None:
+    """Draw every plot of the study as one HTML page that works offline.
+
+    Runs `dvc plots show` (or `dvc plots diff REV...`) with a template that carries the Vega scripts inline, so
+    the interactive plots render on a machine without network access; open OUT/index.html in a browser.
+    """
+    import subprocess
+    import tempfile
+
+    from dreaming_data.offline_plots import offline_template, remote_references
+
+    with tempfile.TemporaryDirectory() as tmp:
+        template = Path(tmp) / "offline.html"
+        template.write_text(offline_template(), encoding="utf8")
+        verb = ["diff", *revisions] if revisions else ["show"]
+        cmd = [*DVC, "plots", *verb, "--html-template", str(template), "-o", str(out)]
+        if subprocess.call(cmd, stdout=subprocess.DEVNULL) != 0:
+            fail(f"dvc plots {verb[0]} failed (its message is above)")
+    page = out / "index.html"
+    remote = remote_references(page.read_text(encoding="utf8"))
+    if remote:
+        fail(f"{page}: still references the network ({', '.join(remote[:3])})")
+    print(f"{page}: every plot, no network needed")
 
 
 def main() -> None:  # pragma: no cover - console entry
