@@ -63,3 +63,23 @@ def test_ablation_matrix_follows_params(tmp_path):
     out = subprocess.run(["dvc", "stage", "list"], cwd=tmp_path, capture_output=True, text=True, env=env, check=True).stdout
     cells = sorted(line.split()[0] for line in out.splitlines() if line.startswith("ablation_sample@"))
     assert cells == sorted(f"ablation_sample@{s}-{n}" for s in ("linear", "cosine") for n in (40, 25, 10, 5))
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (8, 8), (28, 20)])
+def test_fid_resize_matches_the_reference_implementation(h, w):
+    """fid-helper-pytorch's nv_bilinear (NVIDIA's port of the TF-Inception graph's resize) is the reference."""
+    from fid_helper_pytorch._resample_func import torch_resample
+
+    from dreaming_data.quality import tf_bilinear_resize
+
+    ramp = torch.arange(h * w, dtype=torch.float32).reshape(1, 1, h, w) * (255 / (h * w - 1))
+    ramp = torch.cat([ramp, ramp.transpose(2, 3).reshape(1, 1, h, w) if h == w else ramp.flip(3), 255 - ramp], 1)
+    noise = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255
+    for x in (ramp, noise):
+        ours = tf_bilinear_resize(x, 299) / 255
+        ref = torch_resample(x.clone(), (299, 299), "nv_bilinear_float", is_tensor=True) / 255
+        assert ours.shape == ref.shape == (len(x), 3, 299, 299)
+        assert (ours - ref).abs().max() < 1e-5
+    # torch's own bilinear resize is not the standard one
+    torch_ = torch.nn.functional.interpolate(noise, size=(299, 299), mode="bilinear", align_corners=False) / 255
+    assert (torch_ - torch_resample(noise.clone(), (299, 299), "nv_bilinear_float", is_tensor=True) / 255).abs().max() > 0.05

