@@ -83,3 +83,27 @@ def test_fid_resize_matches_the_reference_implementation(h, w):
     # torch's own bilinear resize is not the standard one
     torch_ = torch.nn.functional.interpolate(noise, size=(299, 299), mode="bilinear", align_corners=False) / 255
     assert (torch_ - torch_resample(noise.clone(), (299, 299), "nv_bilinear_float", is_tensor=True) / 255).abs().max() > 0.05
+
+
+def test_fid_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreaming_data.cli import app
+    from dreaming_data.io import ImageSet, save_images
+
+    train, test = load_digits(16, seed=0)
+    save_images(tmp_path / "a.npz", train.subset(np.arange(40)))
+    save_images(tmp_path / "b.npz", test.subset(np.arange(40)))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["fid", str(tmp_path / "a.npz"), "--reference", str(tmp_path / "b.npz"), "--batch-size", "20"])
+    assert ok.exit_code == 0, ok.output
+    assert "FID " in ok.output and "40 images" in ok.output
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    bad = runner.invoke(app, ["fid", str(tmp_path / "bad.npz"), "--reference", str(tmp_path / "b.npz")])
+    assert bad.exit_code == 2 and "bad.npz: not an image set" in bad.output and "Traceback" not in bad.output
+    save_images(tmp_path / "one.npz", ImageSet.real(train.x[:1], train.y[:1], train.classes))
+    one = runner.invoke(app, ["fid", str(tmp_path / "one.npz"), "--reference", str(tmp_path / "b.npz")])
+    assert one.exit_code == 2 and "at least 2 images" in one.output
+    monkeypatch.chdir(tmp_path)  # a project without data yet
+    missing = runner.invoke(app, ["fid", str(tmp_path / "a.npz"), "--reference", "train"])
+    assert missing.exit_code == 2 and "data/train/baseline.npz: missing" in missing.output

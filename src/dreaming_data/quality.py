@@ -108,10 +108,14 @@ class FID:
 
     def _update(self, x: np.ndarray, real: bool) -> None:
         """x: [N, H, W, C] uint8."""
-        with full_fp32():
+        from dreaming_data.runtime import progress_bar
+
+        with full_fp32(), progress_bar(total=len(x), desc=f"Inception, {'real' if real else 'generated'}",
+                                       unit="img", leave=False) as bar:
             for start in range(0, len(x), self.batch_size):
                 xb = torch.from_numpy(x[start:start + self.batch_size]).to(self.device).permute(0, 3, 1, 2)
                 self.metric.update(xb, real=real)
+                bar.update(len(xb))
 
     def score(self, fake: np.ndarray) -> float:
         self.metric.reset()  # fake statistics only (reset_real_features=False)
