@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -68,17 +70,17 @@ def test_cli_check_exit_codes(tmp_path):
 
 
 BAD_VALUES = [  # (key, bad value, what the message must say)
-    ("runtime.num_workers", -1, ">= 0"),
+    ("runtime.num_workers", -1, "between 0 and 1024"),
     ("data.image_size", 4, ">= 8"),
     ("data.val_size", 0, ">= 1"),
     ("data.val_size", -5, ">= 1"),
     ("data.train_per_class", 0, ">= 1 or null"),
-    ("data.seed", -1, ">= 0"),
+    ("data.seed", -1, "between 0 and 2^32 - 1"),
     ("diffusion.timesteps", 1, ">= 2"),
     ("diffusion.beta_start", 0.0, "0 < beta_start < beta_end < 1"),
     ("diffusion.beta_end", 1e-5, "0 < beta_start < beta_end < 1"),
     ("diffusion.beta_end", 1.0, "0 < beta_start < beta_end < 1"),
-    ("diffusion.cosine_s", -0.008, "> 0"),
+    ("diffusion.cosine_s", -0.008, "(0, 1)"),
     ("diffusion.p_uncond", 0.0, "(0, 1) when diffusion.guidance > 0"),
     ("diffusion.p_uncond", 1.0, "(0, 1) when diffusion.guidance > 0"),
     ("diffusion.guidance", -1.0, ">= 0"),
@@ -90,7 +92,7 @@ BAD_VALUES = [  # (key, bad value, what the message must say)
     ("ddpm.epochs", -1, ">= 1"),
     ("ddpm.batch_size", -4, ">= 1"),
     ("ddpm.batch_size", 0, ">= 1"),
-    ("ddpm.lr", -1e-4, "> 0"),
+    ("ddpm.lr", -1e-4, "(0, 10]"),
     ("ddpm.grad_clip", 0.0, "> 0"),
     ("ddpm.ema_decay", 1.0, "(0, 1)"),
     ("ddpm.checkpoint_minutes", -1, "> 0"),
@@ -106,7 +108,7 @@ BAD_VALUES = [  # (key, bad value, what the message must say)
     ("merge.synthetic_per_class", 5001, "between 0 and generate.per_class"),
     ("classifier.epochs", 0, ">= 1"),
     ("classifier.batch_size", 0, ">= 1"),
-    ("classifier.lr", -0.1, "> 0"),
+    ("classifier.lr", -0.1, "(0, 10]"),
     ("classifier.momentum", 1.0, "[0, 1)"),
     ("classifier.warmup_fraction", 0.0, "(0, 1)"),
     ("classifier.weight_decay", -1e-4, ">= 0"),
@@ -115,7 +117,7 @@ BAD_VALUES = [  # (key, bad value, what the message must say)
     ("classifier.crop_padding", -1, ">= 0"),
     ("classifier.crop_padding", 32, "< data.image_size"),
     ("classifier.seeds", [0, 0], "must not repeat"),
-    ("classifier.seeds", [-1], ">= 0"),
+    ("classifier.seeds", [-1], "between 0 and 2^32 - 1"),
     ("classifier.variants", ["augmented"], "must include baseline"),
     ("eval.batch_size", 0, ">= 1"),
     ("ablation.per_class", 0, ">= 1"),
@@ -146,3 +148,35 @@ def test_cli_check_rejects_a_bad_value_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["check", "--params", str(write_params(tmp_path / "p.yaml", raw))])
     assert r.exit_code == 2
     assert r.output.strip().splitlines() == [f"error: {tmp_path / 'p.yaml'}: 'generate.chunk_size' must be >= 1, got 0"]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("ddpm.lr", float("inf"), "must be a finite number"),
+    ("diffusion.guidance", float("nan"), "must be a finite number"),
+    ("diffusion.cosine_s", 2.0, "(0, 1)"),
+    ("classifier.lr", 1e300, "(0, 10]"),
+    ("generate.seed", 2 ** 64, "between 0 and 2^32 - 1"),
+    ("data.seed", 2 ** 32, "between 0 and 2^32 - 1"),
+    ("runtime.num_workers", 100000, "between 0 and 1024"),
+])
+def test_values_that_overflow_later_are_refused(key, value, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_params(apply_overrides(default_params(), {key: value}))
+
+
+def test_params_are_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.2 (DVC's ruamel), not PyYAML's 1.1: what dvc.lock records is what the stage uses."""
+    text = (ROOT / "params.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("  seed: 0\n\ndiffusion", "  seed: 010\n\ndiffusion").replace("lr: 1.0e-4", "lr: 1e-4"))
+    p = load_params(path)
+    assert p.data.seed == 10 and p.ddpm.lr == 1e-4
+
+
+@pytest.mark.parametrize("content, message", [(b"runtime: \xff\xfe\n", "not UTF-8"), (b"a: [[[[" * 1, "not valid YAML")])
+def test_unreadable_params_file_is_one_line(tmp_path, content, message):
+    (tmp_path / "p.yaml").write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        load_params(tmp_path / "p.yaml")
+    with pytest.raises(UserError, match="is a folder"):
+        load_params(tmp_path)

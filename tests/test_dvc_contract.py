@@ -21,7 +21,8 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 # Params a stage may read without declaring them, and why. One place; everything else must be in dvc.yaml.
 UNDECLARED = {
-    "runtime.*": "device, precision, compilation and threads change speed, not results beyond float noise",
+    "runtime.*": "the machine (device, precision, compilation, CPU threads): moves training results by float rounding "
+                 "only; sampling on a CPU not at all; checkpoints record it",
     "ddpm.checkpoint_minutes": "how often an interrupted run saves: resuming is bit-exact",
     "sample.batch_size": "speed knob: an image depends on (seed, class, index), not on its batch",
     "generate.batch_size": "speed knob, as sample.batch_size (ablation_sample uses it too)",

@@ -94,3 +94,24 @@ def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
         assert torch.equal(wa, wb), k
     c = train_classifier(p.classifier, p.runtime, train, val, seed=1, epochs=3, resume=resume(1))
     assert "resuming" not in capsys.readouterr().out and len(c.history) == 3
+
+
+def test_classifier_does_not_resume_under_another_thread_count(tmp_path, capsys):
+    from dreaming_data.classifier import train_classifier, training_identity
+
+    def params(threads):
+        return parse_params(tiny_params(**{"classifier.arch": "simple_cnn", "classifier.batch_size": 16,
+                                           "runtime.num_workers": threads}))
+
+    train, val = digits_train(per_class=8), digits_train(per_class=3)
+    resume = lambda p: ResumeDir(tmp_path / "c", training_identity(p.classifier, train, val, 0, 3), "t")  # noqa: E731
+    threads = torch.get_num_threads()
+    try:
+        one, two = params(1), params(2)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(one.classifier, one.runtime, train, val, 0, 3, resume(one), on_epoch=ctrl_c_at(2))
+        train_classifier(two.classifier, two.runtime, train, val, 0, 3, resume(two))
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "resuming" not in out and "starting fresh" in out and "numerics" in out

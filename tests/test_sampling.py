@@ -143,3 +143,37 @@ def test_guidance_needs_a_model_trained_with_label_dropout():
 
     with pytest.raises(UserError, match="diffusion.guidance: 1.8 needs a model trained with label dropout"):
         Sampler(sampler.ddpm, parse_params(tiny_params()).diffusion, sampler.runtime, sampler.device)
+
+
+@pytest.mark.parametrize("damage", ["empty", "float", "identity-list", "folder-is-a-file"])
+def test_damaged_generation_folder_is_resampled(tmp_path, damage, capsys):
+    from dreaming_data.sampling import chunk_name, generate
+
+    sampler = tiny_sampler()
+    folder = tmp_path / "gen"
+    ref, _ = generate(sampler, 4, 3, seed=1, batch_size=4, chunk_size=2, resume=ResumeDir(folder, {}, "t"))
+    chunk = folder / chunk_name(0, 0, 2)
+    if damage == "empty":
+        chunk.write_bytes(b"")
+    elif damage == "float":
+        np.save(chunk, np.zeros((2, 8, 8, 1), np.float32))
+    elif damage == "identity-list":
+        (folder / "identity.json").write_text("[]")
+    else:
+        import shutil
+
+        shutil.rmtree(folder)
+        folder.write_text("not a folder")
+    again, timing = generate(sampler, 4, 3, seed=1, batch_size=4, chunk_size=2, resume=ResumeDir(folder, {}, "t"))
+    assert np.array_equal(again.x, ref.x)
+    assert timing["images"] == (2 if damage in ("empty", "float") else 12)
+
+
+def test_state_of_another_stage_is_not_resumed(tmp_path, capsys):
+    a = ResumeDir(tmp_path / "x", {"k": 1}, "train_classifier@baseline-0")
+    a.open()
+    a.save_state({"step": 3})
+    b = ResumeDir(tmp_path / "x", {"k": 1}, "train_ddpm@linear")
+    assert b.open() is True  # same identity file (copied by hand), but ...
+    assert b.load_state("cpu") is None
+    assert "was saved by 'train_classifier@baseline-0'" in capsys.readouterr().out

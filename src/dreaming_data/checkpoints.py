@@ -33,11 +33,19 @@ class ResumeDir:
         self.identity = json.loads(json.dumps({"code": code_fingerprint(), **identity}))  # tuples as lists
         self._opened = False
 
+    def extend(self, **parts: Any) -> None:
+        """Add to the identity (before ``open``): what only the trainer knows, e.g. its device and thread count."""
+        if self._opened:
+            raise RuntimeError("extend() after open()")
+        self.identity.update(json.loads(json.dumps(parts)))
+
     def open(self) -> bool:
         """Prepare the folder; True when it holds state of this very identity (the run resumes), else it is
         emptied (saying why when it held something) and False."""
         manifest = self.folder / "identity.json"
         self._opened = True
+        if self.folder.is_file() or self.folder.is_symlink():
+            self.folder.unlink()
         if self.folder.exists():
             try:
                 old = json.loads(manifest.read_text())
@@ -45,7 +53,7 @@ class ResumeDir:
                 old = None
             if old == self.identity:
                 return True
-            if old is not None:
+            if isinstance(old, dict):
                 changed = sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
                 print(f"{self.label}: starting fresh ({self.folder} was left by a run with different "
                       f"{', '.join(changed)})")
@@ -61,17 +69,21 @@ class ResumeDir:
         return self.folder / name
 
     def save_state(self, state: dict) -> None:
-        save_torch(self.path(STATE), {"format": CHECKPOINT_FORMAT, **state})
+        save_torch(self.path(STATE), {"format": CHECKPOINT_FORMAT, "stage": self.label, **state})
 
     def load_state(self, device: Any) -> dict | None:
         """The saved training state, or None when there is none (or it cannot be read: the run starts over)."""
         if not self.path(STATE).exists():
             return None
         try:
-            return load_torch(self.path(STATE), CHECKPOINT_FORMAT, device)
+            state = load_torch(self.path(STATE), CHECKPOINT_FORMAT, device)
         except UserError as exc:
             print(f"{self.label}: starting fresh ({exc})")
             return None
+        if state.get("stage") != self.label:
+            print(f"{self.label}: starting fresh ({self.path(STATE)} was saved by {state.get('stage')!r})")
+            return None
+        return state
 
     def finish(self) -> None:
         """The stage's outputs are written: the state has served its purpose."""

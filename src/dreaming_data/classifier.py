@@ -18,7 +18,7 @@ from dreaming_data.config import ClassifierConfig, RuntimeConfig
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_torch, save_torch
 from dreaming_data.randomness import fingerprint_array, seed_for
-from dreaming_data.runtime import (autocast, maybe_compile, memory_format, progress_bar, resolve_device,
+from dreaming_data.runtime import (autocast, maybe_compile, memory_format, numerics, progress_bar, resolve_device,
                                    restore_states, rng_states, setup_backends)
 
 MODEL_FORMAT = "dreaming-data classifier"
@@ -163,6 +163,13 @@ def train_classifier(
     gen = torch.Generator(device=device).manual_seed(seed_for(seed, 11))
     history: list[dict] = []
     start_epoch = 0
+    if N == 0:
+        raise UserError(f"{label}: the training set is empty")
+    if abs(cfg.warmup_fraction * total - 1) < 1e-9:  # OneCycleLR divides by (warm-up steps - 1)
+        raise UserError(f"classifier.warmup_fraction: {cfg.warmup_fraction} of {total} steps is a single warm-up step; "
+                        f"use another fraction or more steps")
+    if resume is not None:
+        resume.extend(numerics=numerics(device, runtime))
     if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
         restore_states(ckpt, {"model": model, "optimizer": opt, "scheduler": sched}, gen, device)
         history, start_epoch = list(ckpt["history"]), ckpt["epoch"]

@@ -98,11 +98,15 @@ def quickstart(
             key, sep, value = item.partition("=")
             if not sep:
                 raise UserError(f"--set {item}: expected KEY=VALUE")
-            overrides[key] = yaml.safe_load(value)
+            from ruamel.yaml import YAML
+
+            overrides[key] = YAML(typ="safe", pure=True).load(value)  # as DVC parses -S values
         params_file = Path("params.yaml")
         if not params_file.exists():
             raise UserError("params.yaml: not found (run from the project root)")
-        merged = apply_overrides(yaml.safe_load(params_file.read_text()), overrides)
+        from dreaming_data.config import read_yaml
+
+        merged = apply_overrides(read_yaml(params_file), overrides)
         from dreaming_data.config import parse_params
 
         parse_params(merged, f"{profile} profile")

@@ -8,13 +8,12 @@ file. Library code receives these objects and never opens ``params.yaml`` itself
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from dreaming_data.errors import UserError
 
@@ -185,8 +184,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise UserError(f"{source}: '{key}' must be an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{source}: '{key}' must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{source}: '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -223,18 +222,38 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     return params
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file. Raises ``UserError`` (one line) on any problem."""
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file parsed as YAML 1.2, like DVC (ruamel) parses params.yaml: ``010`` is 10, ``1e-3`` a number,
+    ``no`` a string. PyYAML (YAML 1.1) would read some values differently from what dvc.lock records."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        return YAML(typ="safe", pure=True).load(text)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such params file") from None
-    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply") from None
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML{where}") from None
-    return parse_params(raw, str(path))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file. Raises ``UserError`` (one line) on any problem."""
+    try:
+        return parse_params(read_yaml(path), str(path))
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply") from None
 
 
 def _validate(p: Params, source: str) -> None:
@@ -254,6 +273,14 @@ def _validate(p: Params, source: str) -> None:
     def positive(key: str, value: float) -> None:
         need(value > 0, key, f"must be > 0, got {value}")
 
+    def seed(key: str, value) -> None:
+        for i, v in enumerate(value if isinstance(value, tuple) else (value,)):
+            name = f"{key}[{i}]" if isinstance(value, tuple) else key
+            need(0 <= v < 2 ** 32, name, f"must be between 0 and 2^32 - 1, got {v}")
+
+    def learning_rate(key: str, value: float) -> None:
+        need(0 < value <= 10, key, f"must be in (0, 10], got {value}")
+
     def fraction(key: str, value: float, low_open: bool = False) -> None:
         ok = (0 < value < 1) if low_open else (0 <= value < 1)
         need(ok, key, f"must be in {'(' if low_open else '['}0, 1), got {value}")
@@ -262,16 +289,16 @@ def _validate(p: Params, source: str) -> None:
         need(len(set(values)) == len(values), key, f"must not repeat a value, got {list(values)}")
 
     d, diff = p.data, p.diffusion
-    at_least("runtime.num_workers", p.runtime.num_workers, 0)
+    need(0 <= p.runtime.num_workers <= 1024, "runtime.num_workers", f"must be between 0 and 1024, got {p.runtime.num_workers}")
     at_least("data.image_size", d.image_size, 8)
     at_least("data.val_size", d.val_size, 1)
     need(d.train_per_class is None or d.train_per_class >= 1, "data.train_per_class", f"must be >= 1 or null, got {d.train_per_class}")
     need(d.source != "folder" or d.path is not None, "data.path", "must name a folder or .tar.gz when data.source is folder")
-    at_least("data.seed", d.seed, 0)
+    seed("data.seed", d.seed)
     at_least("diffusion.timesteps", diff.timesteps, 2)
     need(0 < diff.beta_start < diff.beta_end < 1, "diffusion.beta_end",
          f"must satisfy 0 < beta_start < beta_end < 1, got beta_start {diff.beta_start}, beta_end {diff.beta_end}")
-    positive("diffusion.cosine_s", diff.cosine_s)
+    need(0 < diff.cosine_s < 1, "diffusion.cosine_s", f"must be in (0, 1), got {diff.cosine_s}")
     at_least("diffusion.guidance", diff.guidance, 0)
     if diff.guidance > 0:
         need(0 < diff.p_uncond < 1, "diffusion.p_uncond", f"must be in (0, 1) when diffusion.guidance > 0 (guidance "
@@ -288,21 +315,21 @@ def _validate(p: Params, source: str) -> None:
     unique("ddpm.schedules", p.ddpm.schedules)
     at_least("ddpm.epochs", p.ddpm.epochs, 1)
     at_least("ddpm.batch_size", p.ddpm.batch_size, 1)
-    positive("ddpm.lr", p.ddpm.lr)
+    learning_rate("ddpm.lr", p.ddpm.lr)
     positive("ddpm.grad_clip", p.ddpm.grad_clip)
     fraction("ddpm.ema_decay", p.ddpm.ema_decay, low_open=True)
-    at_least("ddpm.seed", p.ddpm.seed, 0)
+    seed("ddpm.seed", p.ddpm.seed)
     positive("ddpm.checkpoint_minutes", p.ddpm.checkpoint_minutes)
     for key, steps in (("sample.steps", p.sample.steps), ("ablation.steps", p.ablation.steps), ("generate.steps", (p.generate.steps,))):
         need(all(1 <= s <= diff.timesteps for s in steps), key,
              f"must be between 1 and diffusion.timesteps ({diff.timesteps}), got {list(steps) if len(steps) > 1 else steps[0]}")
     unique("sample.steps", p.sample.steps)
     at_least("sample.columns", p.sample.columns, 1)
-    at_least("sample.seed", p.sample.seed, 0)
+    seed("sample.seed", p.sample.seed)
     at_least("sample.batch_size", p.sample.batch_size, 1)
     need(p.generate.schedule in p.ddpm.schedules, "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}")
     at_least("generate.per_class", p.generate.per_class, 1)
-    at_least("generate.seed", p.generate.seed, 0)
+    seed("generate.seed", p.generate.seed)
     at_least("generate.batch_size", p.generate.batch_size, 1)
     at_least("generate.chunk_size", p.generate.chunk_size, 1)
     m = p.merge.synthetic_per_class
@@ -312,10 +339,10 @@ def _validate(p: Params, source: str) -> None:
     need("baseline" in c.variants, "classifier.variants", f"must include baseline, got {list(c.variants)}")
     unique("classifier.variants", c.variants)
     unique("classifier.seeds", c.seeds)
-    at_least("classifier.seeds", c.seeds, 0)
+    seed("classifier.seeds", c.seeds)
     at_least("classifier.epochs", c.epochs, 1)
     at_least("classifier.batch_size", c.batch_size, 1)
-    positive("classifier.lr", c.lr)
+    learning_rate("classifier.lr", c.lr)
     fraction("classifier.momentum", c.momentum)
     fraction("classifier.warmup_fraction", c.warmup_fraction, low_open=True)
     at_least("classifier.weight_decay", c.weight_decay, 0)
@@ -329,6 +356,6 @@ def _validate(p: Params, source: str) -> None:
     unique("ablation.schedules", a.schedules)
     unique("ablation.steps", a.steps)
     at_least("ablation.per_class", a.per_class, 1)
-    at_least("ablation.seed", a.seed, 0)
+    seed("ablation.seed", a.seed)
     at_least("ablation.cas_steps", a.cas_steps, 1)
     at_least("ablation.fid_real", a.fid_real, 0)

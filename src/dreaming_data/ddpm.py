@@ -15,7 +15,7 @@ from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, trainin
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_torch, save_torch
 from dreaming_data.randomness import fingerprint_array, seed_for
-from dreaming_data.runtime import (autocast, maybe_compile, memory_format, progress_bar, resolve_device,
+from dreaming_data.runtime import (autocast, maybe_compile, memory_format, numerics, progress_bar, resolve_device,
                                    restore_states, rng_states, setup_backends)
 from dreaming_data.unet import UNet, count_parameters
 
@@ -119,6 +119,10 @@ def train_ddpm(
     total = cfg.epochs * steps_per_epoch
     step, epoch_losses, loss_sum = 0, [], 0.0  # loss_sum: sum of this epoch's losses so far
     label = f"ddpm {schedule}"
+    if len(train) == 0:
+        raise UserError("the DDPM's training set is empty (check data.train_per_class and the data source)")
+    if resume is not None:
+        resume.extend(numerics=numerics(device, p.runtime))
     if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
         restore_states(ckpt, {"model": model, "ema": ema, "optimizer": opt}, gen, device)
         step, epoch_losses, loss_sum = ckpt["step"], list(ckpt["epoch_losses"]), ckpt["loss_sum"]
@@ -216,8 +220,8 @@ def load_ddpm(path, device: torch.device) -> LoadedDDPM:
         schedule = make_schedule(DiffusionConfig(**process, variance="fixed_large", guidance=0.0), state["schedule"])
         model = build_unet(unet_cfg, tuple(state["image_shape"]), len(state["classes"]))
         model.load_state_dict(state["ema"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise UserError(f"{path}: a DDPM file of another version or a damaged one ({type(exc).__name__}); "
-                        f"remake it with `dvc repro train_ddpm@{state.get('schedule', '<schedule>')}`") from None
+                        f"remake it with `dvc repro train_ddpm`") from None
     model = model.to(device, memory_format=memory_format(device)).eval().requires_grad_(False)
     return LoadedDDPM(model, schedule.to(device), process, tuple(state["classes"]), tuple(state["image_shape"]))

@@ -156,6 +156,8 @@ def load_images(path: str | Path) -> ImageSet:
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not an image set written by dreaming-data ({first}){_remake_hint(path)}") from None
+    if len(x) == 0:
+        raise UserError(f"{path}: holds no images{_remake_hint(path)}")
     if x.dtype != np.uint8 or x.ndim != 4 or y.shape != (len(x),) or synthetic.shape != (len(x),) or (
             len(y) and (y.min() < 0 or y.max() >= len(classes))):
         raise UserError(f"{path}: not an image set written by dreaming-data (x {x.dtype} {list(x.shape)}, "

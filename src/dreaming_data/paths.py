@@ -52,6 +52,8 @@ _MADE_BY = [  # (pattern on the POSIX path, the DVC stage that writes it)
     (r"models/ddpm/(?P<s>[^/]+)/model\.pt", "train_ddpm@{s}"),
     (r"models/classifier/(?P<s>[^/]+)\.pt", "train_classifier@{s}"),
     (r"data/ablation/(?P<s>[^/]+)\.npz", "ablation_sample@{s}"),
+    (r"plots/classifier/(?P<s>[^/]+)\.csv|metrics/train/(?P<t>[^/]+)\.json", "train_classifier@{s}"),
+    (r"metrics/eval/(?P<s>[^/]+)\.json", "evaluate@{s}"),
 ]
 
 
@@ -60,5 +62,6 @@ def made_by(path: str | Path) -> str | None:
     posix = Path(path).as_posix()
     for pattern, stage in _MADE_BY:
         if m := re.search(f"(?:^|/)(?:{pattern})$", posix):
-            return stage.format(s=m.groupdict().get("s", "").replace("-seed", "-"))
+            name = m.groupdict().get("s") or m.groupdict().get("t") or ""
+            return stage.format(s=name.replace("-seed", "-"))
     return None

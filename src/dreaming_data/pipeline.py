@@ -189,17 +189,27 @@ def evaluate(p: Params, variant: str, seed: int) -> None:
 def compare(p: Params) -> dict:
     import pandas as pd
 
+    from dreaming_data.errors import UserError
     from dreaming_data.evaluation import comparison_markdown, compare_runs, val_accuracy_figure, write_csv
-    from dreaming_data.io import atomic_path, read_json, write_json
+    from dreaming_data.io import atomic_path, missing, read_json, write_json
 
     results: dict = {}
     curves: dict = {}
     for variant in p.classifier.variants:
         for seed in p.classifier.seeds:
             name = paths.classifier_name(variant, seed)
-            results.setdefault(variant, {})[seed] = read_json(paths.METRICS / "eval" / f"{name}.json")
-            history = pd.read_csv(paths.PLOTS / "classifier" / f"{name}.csv")
-            curves.setdefault(variant, []).append(history["val_acc"].tolist())
+            metrics_path = paths.METRICS / "eval" / f"{name}.json"
+            results.setdefault(variant, {})[seed] = metrics = read_json(metrics_path)
+            if not isinstance(metrics, dict) or not {"accuracy", "macro_f1", "per_class"} <= set(metrics):
+                raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate@{variant}-{seed}`)")
+            csv = paths.PLOTS / "classifier" / f"{name}.csv"
+            try:
+                curves.setdefault(variant, []).append(pd.read_csv(csv)["val_acc"].tolist())
+            except FileNotFoundError:
+                raise missing(csv) from None
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, UnicodeDecodeError):
+                raise UserError(f"{csv}: not a training history with a val_acc column "
+                                f"(run `dvc repro train_classifier@{variant}-{seed}`)") from None
     cmp = compare_runs(results)
     write_json(paths.METRICS / "comparison.json", cmp)
     write_csv(val_accuracy_figure(curves, paths.PLOTS / "compare" / "val_accuracy.png"),
@@ -257,7 +267,7 @@ def ablation(p: Params) -> dict:
     from dreaming_data.classifier import load_classifier, predict, train_classifier as train
     from dreaming_data.data import per_class_sample
     from dreaming_data.evaluation import write_csv
-    from dreaming_data.io import atomic_path, load_images, read_json, write_json
+    from dreaming_data.io import atomic_path, load_images, write_json
     from dreaming_data.quality import FID, recognisability
     from dreaming_data.runtime import resolve_device
 
@@ -289,16 +299,13 @@ def ablation(p: Params) -> dict:
         for steps in a.steps:
             cell = _cell(schedule, steps)
             fake = load_images(paths.ABLATION / f"{cell}.npz")
-            timing = read_json(paths.METRICS / "ablation" / f"sampling-{cell}.json")
             score = fid.score(fake.x)
             recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
             cas = cas_score(fake, f"CAS {cell}")
             cells[cell] = {"schedule": schedule, "steps": steps, "fid": round(score, 3), "fid_fake_images": len(fake),
                            "fid_real_images": len(real), "cas": round(cas, 5), "recognisability": recog["overall"],
-                           "recognisability_per_class": recog["per_class"],
-                           "sampling_wall_s": timing["wall_s"], "sampling_images_per_s": timing["images_per_s"]}
-            rows.append({k: cells[cell][k] for k in ("schedule", "steps", "fid", "cas", "recognisability",
-                                                      "sampling_images_per_s")})
+                           "recognisability_per_class": recog["per_class"]}
+            rows.append({k: cells[cell][k] for k in ("schedule", "steps", "fid", "cas", "recognisability")})
             print(f"ablation {cell}: FID {score:.2f} ({len(fake)} vs {len(real)} images), CAS {cas:.4f}, "
                   f"recognisability {recog['overall']:.4f}")
     result = {"fid_note": "FID with few images is biased upward; compare only cells of equal sample counts",
@@ -307,13 +314,14 @@ def ablation(p: Params) -> dict:
     frame = pd.DataFrame(rows)
     write_csv(frame, paths.PLOTS / "ablation" / "ablation.csv")
     _ablation_figure(frame, paths.PLOTS / "ablation" / "ablation.png")
-    table = ["| schedule | steps | FID | CAS | recognisability | images/s |", "|---|---|---|---|---|---|"]
-    table += [f"| {r['schedule']} | {r['steps']} | {r['fid']:.2f} | {r['cas']:.4f} | {r['recognisability']:.4f} | "
-              f"{r['sampling_images_per_s']} |" for r in rows]
+    table = ["| schedule | steps | FID | CAS | recognisability |", "|---|---|---|---|---|"]
+    table += [f"| {r['schedule']} | {r['steps']} | {r['fid']:.2f} | {r['cas']:.4f} | {r['recognisability']:.4f} |"
+              for r in rows]
     text = (f"# Sample quality per schedule and sampling steps\n\nFID: {a.per_class} images per class against "
             f"{len(real)} real test images. CAS: {p.classifier.arch} trained on synthetic images only, "
             f"{a.cas_steps} optimizer steps; the same recipe on {len(real_sub)} real training images scores "
-            f"{cas_real:.4f}. Recognisability: baseline classifier (seed {seed}) on the synthetic images.\n\n"
+            f"{cas_real:.4f}. Recognisability: baseline classifier (seed {seed}) on the synthetic images. Sampling "
+            f"speed per cell: metrics/ablation/sampling-<cell>.json (`dvc metrics show`).\n\n"
             + "\n".join(table) + "\n")
     with atomic_path(paths.REPORTS / "ablation.md") as tmp:
         tmp.write_text(text)

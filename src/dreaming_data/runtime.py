@@ -21,6 +21,14 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
+def numerics(device: torch.device, cfg: RuntimeConfig) -> dict:
+    """What, besides params and data, moves training results by float rounding: the device, its precision and
+    compilation on CUDA, the number of CPU threads (reductions split differently). A resumed run must match it."""
+    if device.type == "cuda":
+        return {"device": torch.cuda.get_device_name(device), "precision": cfg.precision, "compile": cfg.compile}
+    return {"device": "cpu", "threads": torch.get_num_threads()}
+
+
 def autocast(device: torch.device, cfg: RuntimeConfig) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA when ``precision`` is bf16; plain fp32 otherwise (CPU bf16 is slow on most CPUs)."""
     if device.type == "cuda" and cfg.precision == "bf16":

@@ -159,9 +159,10 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
     def finished(chunk) -> bool:
         path = resume.path(chunk_name(*chunk))
         try:
-            return path.exists() and np.load(path, mmap_mode="r").shape == (chunk[2], H, W, C)
-        except (OSError, ValueError):
+            a = np.load(path, mmap_mode="r") if path.is_file() else None
+        except Exception:  # an unreadable chunk is sampled again
             return False
+        return a is not None and a.dtype == np.uint8 and a.shape == (chunk[2], H, W, C)
 
     todo = [ch for ch in chunks if not finished(ch)]
     if len(todo) < len(chunks):
