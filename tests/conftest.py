@@ -33,6 +33,17 @@ TINY = {
 }
 
 
+# The whole pipeline end to end in a few minutes: one ablation cell with few images.
+TINY_PIPELINE = {
+    "classifier.seeds": [0, 1],
+    "ablation.schedules": ["linear"],
+    "ablation.steps": [10],
+    "ablation.per_class": 2,
+    "ablation.fid_real": 20,
+    "eval.batch_size": 20,
+}
+
+
 def default_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 

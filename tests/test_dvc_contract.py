@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, tiny_params
+from conftest import ROOT, TINY_PIPELINE, tiny_params
 
 PACKAGE = ROOT / "src" / "dreaming_data"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -153,14 +153,8 @@ def recording(params, log: set[str]):
     return type(params)(**sections)
 
 
-TINY_RUN = {
+TINY_RUN = TINY_PIPELINE | {
     "classifier.optimizer": "sgd",  # the default's optimizer: it reads classifier.momentum and nesterov
-    "classifier.seeds": [0, 1],
-    "ablation.schedules": ["linear"],
-    "ablation.steps": [10],
-    "ablation.per_class": 2,
-    "ablation.fid_real": 20,
-    "eval.batch_size": 20,
 }
 
 

@@ -9,18 +9,10 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import ROOT, TINY_PIPELINE, stage_env, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
-TINY_DVC = {
-    "classifier.seeds": [0, 1],
-    "ablation.schedules": ["linear"],
-    "ablation.steps": [10],
-    "ablation.per_class": 2,
-    "ablation.fid_real": 20,
-    "eval.batch_size": 20,
-}
 
 
 def sh(*cmd, cwd, check=True):
@@ -44,7 +36,7 @@ def project(tmp_path_factory):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
     shutil.rmtree(repo / "src" / "dreaming_data.egg-info", ignore_errors=True)
-    write_params(repo / "params.yaml", tiny_params(**TINY_DVC))
+    write_params(repo / "params.yaml", tiny_params(**TINY_PIPELINE))
     sh("git", "init", "-q", cwd=repo)
     sh("git", "config", "user.email", "test@example.com", cwd=repo)
     sh("git", "config", "user.name", "test", cwd=repo)
