@@ -96,7 +96,7 @@ def _generate(p: Params, stage: str, schedule: str, per_class: int, steps: int, 
     model = paths.ddpm_model(schedule)
     sampler = _sampler(p, schedule)
     identity = {"model": fingerprint_file(model), "guidance": p.diffusion.guidance, "variance": p.diffusion.variance,
-                "steps": steps, "seed": seed, "chunk_size": p.generate.chunk_size}
+                "steps": steps, "seed": seed}  # chunk files are named by their images: sizes may change on resume
     resume = ResumeDir(paths.resume_dir(stage), identity, stage)
     images, timing = run(sampler, per_class, steps, seed, p.generate.batch_size, p.generate.chunk_size, resume,
                          label=stage)
