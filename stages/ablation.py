@@ -1,4 +1,4 @@
-"""DVC stage ``ablation``: FID, classification accuracy score and recognisability of every ablation cell."""
+"""DVC stage ``ablation``: FID, KID, precision/recall, CAS and recognisability of every ablation cell."""
 
 import typer
 
@@ -7,7 +7,7 @@ from dreaming_data.runner import run_stage
 
 
 def main(params: str = "params.yaml") -> None:
-    """Score every schedule x steps cell into metrics/ablation.json, plots/ablation/ and reports/ablation.md."""
+    """Score every schedule x sampler x steps cell into metrics/ablation.json, plots/ablation/ and reports/ablation.md."""
     run_stage(pipeline.ablation, params)
 
 

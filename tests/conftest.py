@@ -37,9 +37,9 @@ TINY = {
 TINY_PIPELINE = {
     "classifier.seeds": [0, 1],
     "ablation.schedules": ["linear"],
+    "ablation.samplers": ["ancestral", "dpmsolver++"],
     "ablation.steps": [10],
     "ablation.per_class": 2,
-    "ablation.fid_real": 20,
     "eval.batch_size": 20,
 }
 

@@ -165,3 +165,102 @@ def test_training_loss_runs_and_drops_labels():
                          generator=torch.Generator().manual_seed(0))
     assert float(loss) == pytest.approx(1.0, abs=0.05)  # zero prediction: E[eps^2] = 1
     assert float((seen[0] == 10).float().mean()) == pytest.approx(0.1, abs=0.02)
+
+
+class ToyEps(torch.nn.Module):
+    """A smooth eps(x, t, y) whose conditional and unconditional halves differ, so that guidance matters."""
+
+    def forward(self, x, t, y):
+        scale = (t.float() / T).view(-1, 1, 1, 1)
+        return 0.8 * torch.tanh(x) + 0.3 * torch.sin(3 * scale + y.float().view(-1, 1, 1, 1))
+
+
+def _diffusers_config(schedule: str) -> dict:
+    name = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule]
+    return dict(num_train_timesteps=T, beta_start=1e-4, beta_end=0.028, beta_schedule=name, prediction_type="epsilon")
+
+
+def _trajectory(schedule: str, steps: int):
+    """Our coefficients, the kept timesteps (decreasing), x_T, labels and a guided eps for any (x, t)."""
+    kept = respaced_timesteps(T, steps)
+    coeffs = sampler_coefficients(make_schedule(parse_params(default_params()).diffusion, schedule), kept, "fixed_large")
+    x = torch.randn(3, 3, 6, 6, generator=torch.Generator().manual_seed(2)) * 1.0
+    y = torch.tensor([0, 4, 9])
+    eps = lambda x, t: guided_eps(ToyEps(), x, torch.full((3,), t), y, null_class=10, w=1.8)  # noqa: E731
+    return coeffs, kept, x, eps
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("steps,eta", [(100, 0.0), (25, 0.0), (25, 1.0), (500, 0.5)])
+def test_ddim_matches_diffusers_step_by_step(schedule, steps, eta):
+    """diffusers' DDIMScheduler with clip_sample and use_clipped_model_output (improved-diffusion's ddim_sample).
+
+    diffusers steps from t to t - T // num_inference_steps; respaced gaps vary (4 or 5 for 100 of 500), so its
+    num_inference_steps is set per step to give the same previous timestep."""
+    from diffusers import DDIMScheduler
+
+    from dreaming_data.diffusion import ddim_step
+
+    ref = DDIMScheduler(**_diffusers_config(schedule), clip_sample=True, set_alpha_to_one=True)
+    coeffs, kept, x, eps_of = _trajectory(schedule, steps)
+    for k in reversed(range(len(kept))):
+        t = int(kept[k])
+        gap = t - int(kept[k - 1]) if k > 0 else t + 1
+        ref.num_inference_steps = T // gap
+        assert T // ref.num_inference_steps == gap
+        eps = eps_of(x, t)
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(100 + t))
+        expected = ref.step(eps, t, x, eta=eta, use_clipped_model_output=True, variance_noise=z).prev_sample
+        x_next = ddim_step(coeffs, k, x, eps, eta, z)
+        assert torch.allclose(x_next, expected, atol=3e-5, rtol=1e-4), (k, (x_next - expected).abs().max())
+        x = expected
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("steps", [100, 25, 10])
+def test_dpm_solver_pp_matches_diffusers_step_by_step(schedule, steps):
+    """diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint, final sigma 0); its thresholding with
+    sample_max_value 1 is exactly clipping x0 to [-1, 1]. Our respaced timesteps are passed as custom timesteps."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from dreaming_data.diffusion import dpm_solver_pp_step
+
+    ref = DPMSolverMultistepScheduler(**_diffusers_config(schedule), algorithm_type="dpmsolver++", solver_order=2,
+                                      solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
+                                      thresholding=True, sample_max_value=1.0)
+    coeffs, kept, x, eps_of = _trajectory(schedule, steps)
+    ref.set_timesteps(timesteps=kept.flip(0).tolist())
+    previous = None
+    for k in reversed(range(len(kept))):
+        t = int(kept[k])
+        eps = eps_of(x, t)
+        expected = ref.step(eps, t, x).prev_sample
+        x_next, previous = dpm_solver_pp_step(coeffs, k, x, eps, previous)
+        assert torch.allclose(x_next, expected, atol=1e-4, rtol=1e-4), (k, (x_next - expected).abs().max())
+        x = expected
+
+
+def test_ddim_eta_one_is_the_ancestral_posterior():
+    """eq. 16: eta = 1 gives sigma^2 = beta~ (the DDPM posterior variance) and the same mean as eq. 7."""
+    from dreaming_data.diffusion import ddim_step
+
+    s = make_schedule(parse_params(default_params()).diffusion, "linear")
+    kept = respaced_timesteps(T, 50)
+    coeffs = sampler_coefficients(s, kept, "fixed_small")
+    g = torch.Generator().manual_seed(0)
+    x0, eps, z = (torch.randn(2, 3, 4, 4, generator=g) for _ in range(3))
+    x0 = x0.clamp(-0.9, 0.9)  # inside [-1, 1]: no clipping, so both forms see the same x0
+    for k in (40, 10, 1):
+        ab = float(coeffs.alphas_cumprod[k])
+        x = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+        assert torch.allclose(ddim_step(coeffs, k, x, eps, 1.0, z), p_sample_step(coeffs, k, x, eps, z), atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim", "dpmsolver++"])
+def test_every_sampler_runs_end_to_end(sampler):
+    model, s, p = tiny_model_and_schedule()
+    x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = lambda t: torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(t))  # noqa: E731
+    out = sample(model, s, torch.tensor([0, 1, 2, 3]), x_T, respaced_timesteps(s.timesteps, 7), "fixed_large", 10,
+                 1.8, noise, sampler=sampler, eta=0.0)
+    assert out.shape == (4, 1, 8, 8) and torch.isfinite(out).all() and float(out.abs().max()) <= 1

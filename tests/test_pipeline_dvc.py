@@ -52,13 +52,17 @@ def test_repro_runs_every_stage(project):
     stages = ran(out)
     assert {"download", "train_ddpm@linear", "train_ddpm@cosine", "sample_grid@linear-40", "sample_grid@cosine-10",
             "generate", "merge", "train_classifier@augmented-1", "evaluate@baseline-0", "compare",
-            "ablation_sample@linear-10", "ablation"} <= stages
+            "fid_reference", "ablation_sample@linear-ancestral-10", "ablation_sample@linear-dpmsolver++-10",
+            "ablation"} <= stages
     cmp = json.loads((repo / "metrics" / "comparison.json").read_text())
     assert cmp["variants"]["baseline"]["accuracy"]["n"] == 2
     assert "augmented_minus_baseline" in cmp
     ablation = json.loads((repo / "metrics" / "ablation.json").read_text())
     cells = ablation["cells"]
-    assert set(cells) == {"linear-10"} and cells["linear-10"]["fid_fake_images"] == 20
+    assert set(cells) == {"linear-ancestral-10", "linear-dpmsolver++-10"}
+    for cell in cells.values():
+        assert cell["images"] == 20 and cell["kid"] is not None and 0 <= cell["precision"] <= 1 and 0 <= cell["recall"] <= 1
+    assert ablation["reference"] == {"split": "train", "images": 150, "features_for_kid_and_pr": 150}
     assert ablation["cas_real_images"] == 20 and 0 <= ablation["cas_real"] <= 1  # 2 real images x 10 classes
     for picture in ("noise", "linear-40", "linear-10", "cosine-40", "cosine-10"):
         assert (repo / "plots" / "samples" / f"{picture}.png").stat().st_size > 0
@@ -86,7 +90,7 @@ def test_forced_rerun_trains_again(project):
         unet.write_text(text)
     sh("dvc", "repro", cwd=repo)  # back to the committed code (CPU training is bit-exact: same model bytes)
     # what a kill during an atomic write leaves behind is not part of any tracked folder
-    junk = [repo / "data" / "ablation" / ".linear-10.npz.x1y2.tmp", repo / "metrics" / "eval" / ".a.json.k.tmp"]
+    junk = [repo / "data" / "ablation" / ".linear-ancestral-10.npz.x1y2.tmp", repo / "metrics" / "eval" / ".a.json.k.tmp"]
     for path in junk:
         path.write_bytes(b"half")
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
@@ -104,7 +108,7 @@ def test_params_changes_rerun_only_dependent_stages(project):
         assert "download" in would_run()
         (repo / "params.yaml").write_text(params.replace("root: data/raw", "root: elsewhere"))
         assert "download" in would_run()  # data.* is the stage's own section
-        (repo / "params.yaml").write_text(params.replace("fid_real: 20", "fid_real: 10"))
+        (repo / "params.yaml").write_text(params.replace("cas_steps: 4", "cas_steps: 5"))
         assert would_run() == {"ablation"}  # an unrelated key leaves the data stage alone
         (repo / "params.yaml").write_text(params.replace("guidance: 1.8", "guidance: 2.0"))
         stages = would_run()
@@ -143,7 +147,7 @@ def test_each_plot_is_drawn_once(project):
     charts = {k for k, v in shown.items() if v[0]["type"] == "vega"}
     assert charts == {"DDPM training loss per epoch", "Classifier validation accuracy, mean over seeds",
                       "Test confusion matrix, baseline seed 0", "Test confusion matrix, augmented seed 0",
-                      "FID per sampling steps (ablation)"}
+                      "FID per sampling steps (ablation)", "KID per sampling steps (ablation)"}
     assert all(len(v) == 1 for v in shown.values())
 
 
@@ -156,7 +160,7 @@ def test_offline_plots_page(project, tmp_path):
     html = (tmp_path / "offline" / "index.html").read_text()
     assert remote_references(html) == [] and "cdn.jsdelivr" not in html
     body = html[html.index("<body>"):]
-    assert body.count("vegaEmbed(") == 5 and body.count("<img") == 7
+    assert body.count("vegaEmbed(") == 6 and body.count("<img") == 7
     assert "Classifier validation accuracy, mean over seeds" in body
     sh("dvc", "plots", "show", "-o", str(tmp_path / "online"), cwd=repo)  # dvc alone: scripts from a CDN
     assert remote_references((tmp_path / "online" / "index.html").read_text())

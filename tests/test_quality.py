@@ -55,14 +55,16 @@ def test_cas_of_real_digits_standing_in_for_synthetic(digits):
 def test_ablation_matrix_follows_params(tmp_path):
     for item in ("stages", "dvc.yaml"):
         (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, tmp_path / item)
-    write_params(tmp_path / "params.yaml", tiny_params(**{"ablation.steps": [40, 25, 10, 5]}))
+    write_params(tmp_path / "params.yaml", tiny_params(**{"ablation.steps": [40, 25, 10, 5],
+                                                           "ablation.samplers": ["ddim", "dpmsolver++"]}))
     env = stage_env()
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
     out = subprocess.run(["dvc", "stage", "list"], cwd=tmp_path, capture_output=True, text=True, env=env, check=True).stdout
     cells = sorted(line.split()[0] for line in out.splitlines() if line.startswith("ablation_sample@"))
-    assert cells == sorted(f"ablation_sample@{s}-{n}" for s in ("linear", "cosine") for n in (40, 25, 10, 5))
+    assert cells == sorted(f"ablation_sample@{s}-{k}-{n}" for s in ("linear", "cosine") for k in ("ddim", "dpmsolver++")
+                           for n in (40, 25, 10, 5))
 
 
 @pytest.mark.parametrize("h, w", [(32, 32), (8, 8), (28, 20)])
@@ -97,13 +99,83 @@ def test_fid_command(tmp_path, monkeypatch):
     runner = CliRunner()
     ok = runner.invoke(app, ["fid", str(tmp_path / "a.npz"), "--reference", str(tmp_path / "b.npz"), "--batch-size", "20"])
     assert ok.exit_code == 0, ok.output
-    assert "FID " in ok.output and "40 images" in ok.output
+    assert "FID " in ok.output and "KID " in ok.output and "precision " in ok.output and "40 images" in ok.output
     (tmp_path / "bad.npz").write_bytes(b"nope")
     bad = runner.invoke(app, ["fid", str(tmp_path / "bad.npz"), "--reference", str(tmp_path / "b.npz")])
     assert bad.exit_code == 2 and "bad.npz: not an image set" in bad.output and "Traceback" not in bad.output
     save_images(tmp_path / "one.npz", ImageSet.real(train.x[:1], train.y[:1], train.classes))
     one = runner.invoke(app, ["fid", str(tmp_path / "one.npz"), "--reference", str(tmp_path / "b.npz")])
-    assert one.exit_code == 2 and "at least 2 images" in one.output
+    assert one.exit_code == 2 and "at least 4 images" in one.output
     monkeypatch.chdir(tmp_path)  # a project without data yet
     missing = runner.invoke(app, ["fid", str(tmp_path / "a.npz"), "--reference", "train"])
     assert missing.exit_code == 2 and "data/train/baseline.npz: missing" in missing.output
+
+
+def _gaussian_features(n: int, d: int, shift: float, seed: int) -> np.ndarray:
+    """n samples of one correlated Gaussian in d dimensions (the mixing matrix is fixed), moved by ``shift``."""
+    mixing = np.random.default_rng(0).normal(0, 0.3, (d, d))
+    return np.random.default_rng(seed).normal(0, 1.0, (n, d)) @ mixing + shift
+
+
+def test_frechet_distance_matches_the_ttur_sqrtm_formula():
+    """TTUR / pytorch-fid compute tr((S1 S2)^(1/2)) with scipy.linalg.sqrtm; ours uses eigenvalues."""
+    from scipy import linalg
+
+    from dreaming_data.quality import frechet_distance
+
+    a, b = _gaussian_features(400, 32, 0.0, 1), _gaussian_features(300, 32, 0.4, 2)
+    mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-8)
+
+
+def test_fid_matches_torchmetrics_on_the_same_features():
+    """The whole chain (features -> statistics -> distance) against torchmetrics' FrechetInceptionDistance fed the
+    same feature vectors through a pass-through extractor."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from dreaming_data.quality import frechet_distance
+
+    a, b = _gaussian_features(300, 16, 0.0, 3), _gaussian_features(200, 16, 0.5, 4)
+
+    class Identity(torch.nn.Module):
+        num_features = 16
+
+        def forward(self, x):
+            return x
+
+    ref = FrechetInceptionDistance(feature=Identity(), normalize=False)
+    ref.update(torch.from_numpy(a), real=True)
+    ref.update(torch.from_numpy(b), real=False)
+    ours = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert ours == pytest.approx(float(ref.compute()), rel=1e-6)
+
+
+def test_kid_matches_torchmetrics_poly_mmd_and_is_unbiased():
+    from torchmetrics.image.kid import poly_mmd
+
+    from dreaming_data.quality import kid
+
+    a, b = _gaussian_features(50, 8, 0.0, 5), _gaussian_features(50, 8, 0.3, 6)
+    mean, std = kid(a, b, seed=0, subsets=1, subset_size=50)  # one subset holding every image: no sampling
+    assert mean == pytest.approx(float(poly_mmd(torch.from_numpy(a), torch.from_numpy(b))), rel=1e-9) and std == 0
+    # Two samples of one distribution: the unbiased estimate centres on 0 even with few images (FID would not).
+    same = [kid(_gaussian_features(40, 8, 0.0, 10 + i), _gaussian_features(40, 8, 0.0, 50 + i), seed=i,
+                subsets=1, subset_size=40)[0] for i in range(30)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same))
+
+
+def test_precision_recall_hand_made():
+    """1-D points: reals at 0, 1, 2, 3, 10 (k = 1 radii 1, 1, 1, 1, 7); generated at 0.5, 20, 21, 22."""
+    from dreaming_data.quality import precision_recall
+
+    real = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    fake = np.array([[0.5], [20.0], [21.0], [22.0]])
+    # precision: 0.5 is inside; 20, 21, 22 are outside every real ball (10 + 7 = 17) -> 1/4.
+    # recall: generated radii (k = 1) 19.5, 1, 1, 1: the ball of 0.5 reaches 20 -> every real inside -> 1.
+    assert precision_recall(real, fake, k=1) == (0.25, 1.0)
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)
+    with pytest.raises(Exception, match="more than 3 images"):
+        precision_recall(real[:3], fake, k=3)

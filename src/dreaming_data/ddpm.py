@@ -217,7 +217,8 @@ def load_ddpm(path, device: torch.device) -> LoadedDDPM:
     try:
         unet_cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["unet"].items()})
         process = {k: state["diffusion"][k] for k in PROCESS_KEYS}
-        schedule = make_schedule(DiffusionConfig(**process, variance="fixed_large", guidance=0.0), state["schedule"])
+        schedule = make_schedule(DiffusionConfig(**process, variance="fixed_large", guidance=0.0, sampler="ancestral",
+                                                ddim_eta=0.0), state["schedule"])
         model = build_unet(unet_cfg, tuple(state["image_shape"]), len(state["classes"]))
         model.load_state_dict(state["ema"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:

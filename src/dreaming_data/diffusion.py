@@ -4,6 +4,8 @@ References (equation numbers are the papers'):
 - Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models" (DDPM): Algorithms 1 and 2, eqs. 4, 6-7, 11, 14.
 - Nichol & Dhariwal 2021, "Improved DDPM": the cosine schedule (eq. 17) and respacing (section 4).
 - Ho & Salimans 2021, "Classifier-Free Diffusion Guidance": eq. 6.
+- Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models" (DDIM): eqs. 12 and 16.
+- Lu et al. 2022, "DPM-Solver++": Algorithm 2 (multistep, second order, data prediction).
 
 Timestep indices are 0-based: index ``i`` is the paper's ``t = i + 1``. The network never holds the schedule;
 every function here takes the model as an argument.
@@ -218,6 +220,58 @@ def p_sample_step(
     return mean + float(c.sigma[k]) * noise
 
 
+SAMPLERS = ("ancestral", "ddim", "dpmsolver++")
+
+
+def predict_x0(ab: float, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """DDPM eq. 4 solved for x_0, clipped to [-1, 1] (the data range; improved-diffusion's ``clip_denoised``)."""
+    return ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
+
+
+def ddim_step(c: SamplerCoefficients, k: int, x: torch.Tensor, eps: torch.Tensor, eta: float,
+              noise: torch.Tensor | None) -> torch.Tensor:
+    """One DDIM step x_{t_k} -> x_{t_{k-1}} (Song et al. 2021, eq. 12):
+
+    x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
+    sigma = eta sqrt((1 - ab_prev) / (1 - ab)) sqrt(1 - ab / ab_prev)  (eq. 16; eta = 1 is DDPM's posterior, 0 is
+    deterministic). x0 is clipped and eps re-derived from it, as improved-diffusion's ``ddim_sample`` does.
+    """
+    ab, ab_prev = float(c.alphas_cumprod[k]), float(c.alphas_cumprod_prev[k])
+    x = x.float()
+    x0 = predict_x0(ab, x, eps)
+    eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+    sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+    out = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
+    if sigma > 0 and noise is not None:
+        out = out + sigma * noise
+    return out
+
+
+def dpm_solver_pp_step(c: SamplerCoefficients, k: int, x: torch.Tensor, eps: torch.Tensor,
+                       previous_x0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DPM-Solver++(2M) step x_{t_k} -> x_{t_{k-1}} (Lu et al. 2022, Algorithm 2), or to the data (sigma = 0)
+    at k = 0. Returns (x_prev, x0 of this step), x0 to pass as ``previous_x0`` to the next step.
+
+    With alpha = sqrt(ab), sigma = sqrt(1 - ab), lambda = log(alpha / sigma), h = lambda_prev - lambda_k:
+    x_prev = (sigma_prev / sigma_k) x - alpha_prev (e^-h - 1) D, where D = x0 (first order: the first step, and the
+    last one, lower_order_final) or x0 + (x0 - x0_previous) / (2 r), r = (lambda_k - lambda_{k+1}) / h (midpoint).
+    x0 is clipped to [-1, 1] (the static thresholding the paper recommends for pixel-space guided sampling).
+    """
+    ab = c.alphas_cumprod.double()
+    x = x.float()
+    x0 = predict_x0(float(ab[k]), x, eps)
+    if k == 0:  # to sigma = 0: the first-order update returns the data prediction itself
+        return x0, x0
+    lam = lambda i: 0.5 * math.log(float(ab[i]) / (1 - float(ab[i])))  # noqa: E731
+    h = lam(k - 1) - lam(k)
+    d = x0
+    if previous_x0 is not None:
+        r = (lam(k) - lam(k + 1)) / h
+        d = x0 + (x0 - previous_x0) / (2 * r)
+    ratio = math.sqrt(1 - float(ab[k - 1])) / math.sqrt(1 - float(ab[k]))
+    return ratio * x - math.sqrt(float(ab[k - 1])) * math.expm1(-h) * d, x0
+
+
 @torch.no_grad()
 def sample(
     model: EpsModel,
@@ -230,20 +284,31 @@ def sample(
     guidance: float,
     noise: Callable[[int], torch.Tensor],
     progress: Callable[[int], None] | None = None,
+    sampler: str = "ancestral",
+    eta: float = 0.0,
 ) -> torch.Tensor:
-    """Ancestral sampling (Algorithm 2) with classifier-free guidance over the kept ``timesteps``.
+    """Sampling with classifier-free guidance over the kept ``timesteps``: one guided eps per kept timestep.
 
-    y: [B] int64 labels; x_T: [B, C, H, W] initial noise; timesteps: increasing int64 indices (all T, or a
-    respaced subset). ``noise(t)`` gives the z of the step that leaves timestep index t, shaped like x_T (drawn
-    per image, so that no image depends on its batch). Returns x_0 in [-1, 1].
+    ``sampler``: ancestral (DDPM Algorithm 2, ``variance`` fixed_large or fixed_small), ddim (``eta``) or
+    dpmsolver++ (deterministic). y: [B] int64 labels; x_T: [B, C, H, W] initial noise; timesteps: increasing int64
+    indices (all T, or a respaced subset). ``noise(t)`` gives the z of the step that leaves timestep index t, shaped
+    like x_T (drawn per image, so that no image depends on its batch). Returns x_0 in [-1, 1].
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}")
     c = sampler_coefficients(s, timesteps, variance)
     x = x_T.float()
+    previous_x0 = None
     for k in reversed(range(len(c.timesteps))):
         t_k = int(c.timesteps[k])
         t = torch.full((x.shape[0],), t_k, device=x.device, dtype=torch.int64)
         eps = guided_eps(model, x, t, y, null_class, guidance)
-        x = p_sample_step(c, k, x, eps, noise(t_k).to(x.device) if k > 0 else None)
+        if sampler == "ancestral":
+            x = p_sample_step(c, k, x, eps, noise(t_k).to(x.device) if k > 0 else None)
+        elif sampler == "ddim":
+            x = ddim_step(c, k, x, eps, eta, noise(t_k).to(x.device) if k > 0 and eta > 0 else None)
+        else:
+            x, previous_x0 = dpm_solver_pp_step(c, k, x, eps, previous_x0)
         if progress is not None:
             progress(1)
     return x.clamp(-1, 1)

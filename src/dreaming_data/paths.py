@@ -37,7 +37,8 @@ def classifier_model(name: str) -> Path:
     return MODELS / "classifier" / f"{name}.pt"
 
 
-ABLATION = Path("data/ablation")  # one .npz of samples per schedule x steps cell
+ABLATION = Path("data/ablation")  # one .npz of samples per schedule x sampler x steps cell
+REFERENCE = Path("data/reference/inception.npz")  # Inception statistics of the real split every FID compares with
 
 
 def resume_dir(stage: str) -> Path:
@@ -52,6 +53,7 @@ _MADE_BY = [  # (pattern on the POSIX path, the DVC stage that writes it)
     (r"models/ddpm/(?P<s>[^/]+)/model\.pt", "train_ddpm@{s}"),
     (r"models/classifier/(?P<s>[^/]+)\.pt", "train_classifier@{s}"),
     (r"data/ablation/(?P<s>[^/]+)\.npz", "ablation_sample@{s}"),
+    (r"data/reference/inception\.npz", "fid_reference"),
     (r"plots/classifier/(?P<s>[^/]+)\.csv|metrics/train/(?P<t>[^/]+)\.json", "train_classifier@{s}"),
     (r"metrics/eval/(?P<s>[^/]+)\.json", "evaluate@{s}"),
 ]

@@ -56,14 +56,14 @@ def train_ddpm(p: Params, schedule: str) -> None:
     print(f"ddpm {schedule}: final epoch loss {r.final_loss:.4f}{speed}, {r.wall_s:.0f} s")
 
 
-def _sampler(p: Params, schedule: str):
+def _sampler(p: Params, schedule: str, sampler: str | None = None):
     from dreaming_data.ddpm import load_ddpm
     from dreaming_data.runtime import resolve_device, setup_backends
     from dreaming_data.sampling import Sampler
 
     device = resolve_device(p.runtime)
     setup_backends(device)
-    return Sampler(load_ddpm(paths.ddpm_model(schedule), device), p.diffusion, p.runtime, device)
+    return Sampler(load_ddpm(paths.ddpm_model(schedule), device), p.diffusion, p.runtime, device, sampler)
 
 
 def sample_noise(p: Params) -> None:
@@ -87,16 +87,17 @@ def sample_grid(p: Params, schedule: str, steps: int) -> None:
     print(f"grid {schedule} x {steps} steps: {wall:.1f} s")
 
 
-def _generate(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int):
+def _generate(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int,
+              sampler_name: str | None = None):
     """Images 0 .. per_class - 1 of every class from the model of ``schedule``, resumable in the stage's folder."""
     from dreaming_data.checkpoints import ResumeDir
     from dreaming_data.randomness import fingerprint_file
     from dreaming_data.sampling import generate as run
 
     model = paths.ddpm_model(schedule)
-    sampler = _sampler(p, schedule)
-    identity = {"model": fingerprint_file(model), "guidance": p.diffusion.guidance, "variance": p.diffusion.variance,
-                "steps": steps, "seed": seed}  # chunk files are named by their images: sizes may change on resume
+    sampler = _sampler(p, schedule, sampler_name)
+    identity = {"model": fingerprint_file(model), **sampler.identity(), "steps": steps,
+                "seed": seed}  # chunk files are named by their images: sizes may change on resume
     resume = ResumeDir(paths.resume_dir(stage), identity, stage)
     images, timing = run(sampler, per_class, steps, seed, p.generate.batch_size, p.generate.chunk_size, resume,
                          label=stage)
@@ -111,10 +112,11 @@ def generate(p: Params) -> None:
     images, timing, resume = _generate(p, "generate", g.schedule, g.per_class, g.steps, g.seed)
     save_images(paths.GENERATED / "synthetic.npz", images)
     save_png(preview(images, p.sample.columns), paths.PLOTS / "samples" / "generated-preview.png")
-    write_json(paths.METRICS / "generate.json", {"schedule": g.schedule, "steps": g.steps, "per_class": g.per_class,
-                                                 "total": len(images), **timing})
+    write_json(paths.METRICS / "generate.json", {"schedule": g.schedule, "sampler": p.diffusion.sampler,
+                                                 "steps": g.steps, "per_class": g.per_class, "total": len(images),
+                                                 **timing})
     resume.finish()
-    print(f"generated {len(images)} images ({g.schedule}, {g.steps} steps)")
+    print(f"generated {len(images)} images ({g.schedule}, {p.diffusion.sampler}, {g.steps} steps)")
 
 
 def merge(p: Params) -> None:
@@ -235,28 +237,49 @@ def stage_calls(p: Params) -> list[tuple[str, object, dict]]:
     calls += [(f"train_classifier@{v}-{seed}", train_classifier, {"variant": v, "seed": seed}) for v, seed in runs]
     calls += [(f"evaluate@{v}-{seed}", evaluate, {"variant": v, "seed": seed}) for v, seed in runs]
     calls += [("compare", compare, {})]
-    calls += [(f"ablation_sample@{s}-{n}", ablation_sample, {"schedule": s, "steps": n})
-              for s in p.ablation.schedules for n in p.ablation.steps]
+    calls += [("fid_reference", fid_reference, {})]
+    calls += [(f"ablation_sample@{_cell(s, k, n)}", ablation_sample, {"schedule": s, "sampler": k, "steps": n})
+              for s in p.ablation.schedules for k in p.ablation.samplers for n in p.ablation.steps]
     calls += [("ablation", ablation, {})]
     return calls
 
 
-def _cell(schedule: str, steps: int) -> str:
-    return f"{schedule}-{steps}"
+def _cell(schedule: str, sampler: str, steps: int) -> str:
+    return f"{schedule}-{sampler}-{steps}"
 
 
-def ablation_sample(p: Params, schedule: str, steps: int) -> None:
+def fid_reference(p: Params) -> None:
+    """Inception statistics of the real split named by ``eval.fid_reference``, computed once for every score."""
+    import numpy as np
+
+    from dreaming_data.io import load_images
+    from dreaming_data.quality import Reference
+    from dreaming_data.runtime import resolve_device
+
+    e = p.eval
+    if e.fid_reference == "train":  # every real training-split image the pipeline holds: kept ones and val
+        real = np.concatenate([load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x])
+    else:
+        real = load_images(paths.prepared("test")).x
+    ref = Reference.of(real, e.fid_reference, e.fid_weights, resolve_device(p.runtime), e.batch_size,
+                       e.reference_features, e.seed)
+    ref.save(paths.REFERENCE)
+    print(f"fid_reference: {e.fid_reference} split, statistics of {ref.count} images, features of "
+          f"{len(ref.features)} kept for KID and precision/recall ({np.prod(ref.sigma.shape)} covariance entries)")
+
+
+def ablation_sample(p: Params, schedule: str, sampler: str, steps: int) -> None:
     from dreaming_data.errors import UserError
     from dreaming_data.io import save_images, write_json
 
     a = p.ablation
-    if schedule not in a.schedules or steps not in a.steps:
-        raise UserError(f"cell {_cell(schedule, steps)} is not in ablation.schedules x ablation.steps")
-    cell = _cell(schedule, steps)
-    images, timing, resume = _generate(p, f"ablation_sample@{cell}", schedule, a.per_class, steps, a.seed)
+    cell = _cell(schedule, sampler, steps)
+    if schedule not in a.schedules or sampler not in a.samplers or steps not in a.steps:
+        raise UserError(f"cell {cell} is not in ablation.schedules x ablation.samplers x ablation.steps")
+    images, timing, resume = _generate(p, f"ablation_sample@{cell}", schedule, a.per_class, steps, a.seed, sampler)
     save_images(paths.ABLATION / f"{cell}.npz", images)
     write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
-               {"schedule": schedule, "steps": steps, **timing})
+               {"schedule": schedule, "sampler": sampler, "steps": steps, **timing})
     resume.finish()
 
 
@@ -266,19 +289,20 @@ def ablation(p: Params) -> dict:
 
     from dreaming_data.classifier import load_classifier, predict, train_classifier as train
     from dreaming_data.data import per_class_sample
+    from dreaming_data.errors import UserError
     from dreaming_data.evaluation import write_csv
     from dreaming_data.io import atomic_path, load_images, write_json
-    from dreaming_data.quality import FID, recognisability
+    from dreaming_data.quality import Reference, Scorer, recognisability
     from dreaming_data.runtime import resolve_device
 
     a = p.ablation
     device = resolve_device(p.runtime)
     test, val = load_images(paths.prepared("test")), load_images(paths.prepared("val"))
-    real = test.x
-    if 0 < a.fid_real < len(test):
-        real = test.x[np.sort(np.random.default_rng(a.seed).permutation(len(test))[:a.fid_real])]
-    print(f"ablation: Inception features of {len(real)} real test images")
-    fid = FID(real, p.eval.fid_weights, device, p.eval.batch_size)
+    reference = Reference.load(paths.REFERENCE, "fid_reference")
+    if reference.split != p.eval.fid_reference:
+        raise UserError(f"{paths.REFERENCE}: statistics of the {reference.split} split, but eval.fid_reference is "
+                        f"{p.eval.fid_reference} (run `dvc repro fid_reference`)")
+    scorer = Scorer(reference, p.eval.fid_weights, device, p.eval.batch_size, p.eval.seed)
     seed = p.classifier.seeds[0]
     base, norm, _ = load_classifier(paths.classifier_model(paths.classifier_name("baseline", seed)), device)
 
@@ -294,35 +318,48 @@ def ablation(p: Params) -> dict:
     real_sub = real_train.subset(per_class_sample(real_train.y, a.per_class, a.seed))
     cas_real = cas_score(real_sub, "CAS real")
     print(f"ablation: CAS of {len(real_sub)} real training images {cas_real:.4f}")
+    guided = 2 if p.diffusion.guidance > 0 else 1
     cells, rows = {}, []
     for schedule in a.schedules:
-        for steps in a.steps:
-            cell = _cell(schedule, steps)
-            fake = load_images(paths.ABLATION / f"{cell}.npz")
-            score = fid.score(fake.x)
-            recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
-            cas = cas_score(fake, f"CAS {cell}")
-            cells[cell] = {"schedule": schedule, "steps": steps, "fid": round(score, 3), "fid_fake_images": len(fake),
-                           "fid_real_images": len(real), "cas": round(cas, 5), "recognisability": recog["overall"],
-                           "recognisability_per_class": recog["per_class"]}
-            rows.append({k: cells[cell][k] for k in ("schedule", "steps", "fid", "cas", "recognisability")})
-            print(f"ablation {cell}: FID {score:.2f} ({len(fake)} vs {len(real)} images), CAS {cas:.4f}, "
-                  f"recognisability {recog['overall']:.4f}")
-    result = {"fid_note": "FID with few images is biased upward; compare only cells of equal sample counts",
+        for sampler in a.samplers:
+            for steps in a.steps:
+                cell = _cell(schedule, sampler, steps)
+                fake = load_images(paths.ABLATION / f"{cell}.npz")
+                q = scorer.score(fake.x)
+                recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
+                cas = cas_score(fake, f"CAS {cell}")
+                cells[cell] = {"schedule": schedule, "sampler": sampler, "steps": steps,
+                               "network_evaluations": steps * guided,
+                               "fid": round(q["fid"], 3), "kid": round(q["kid"], 6), "kid_std": round(q["kid_std"], 6),
+                               "precision": round(q["precision"], 5), "recall": round(q["recall"], 5),
+                               "images": q["images"], "cas": round(cas, 5), "recognisability": recog["overall"],
+                               "recognisability_per_class": recog["per_class"]}
+                rows.append({k: cells[cell][k] for k in ("schedule", "sampler", "steps", "network_evaluations", "fid",
+                                                         "kid", "precision", "recall", "cas", "recognisability")})
+                print(f"ablation {cell}: FID {q['fid']:.2f}, KID {q['kid']:.4f}, precision {q['precision']:.3f}, "
+                      f"recall {q['recall']:.3f}, CAS {cas:.4f}, recognisability {recog['overall']:.4f}")
+    result = {"reference": {"split": reference.split, "images": reference.count,
+                            "features_for_kid_and_pr": len(reference.features)},
+              "fid_note": "FID with few images is biased upward; compare only cells of equal sample counts (KID is "
+                          "unbiased)",
               "cas_real": round(cas_real, 5), "cas_real_images": len(real_sub), "cells": cells}
     write_json(paths.METRICS / "ablation.json", result)
     frame = pd.DataFrame(rows)
     write_csv(frame, paths.PLOTS / "ablation" / "ablation.csv")
     _ablation_figure(frame, paths.PLOTS / "ablation" / "ablation.png")
-    table = ["| schedule | steps | FID | CAS | recognisability |", "|---|---|---|---|---|"]
-    table += [f"| {r['schedule']} | {r['steps']} | {r['fid']:.2f} | {r['cas']:.4f} | {r['recognisability']:.4f} |"
+    table = ["| schedule | sampler | steps | FID | KID x 1000 | precision | recall | CAS | recognisability |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {r['schedule']} | {r['sampler']} | {r['steps']} | {r['fid']:.2f} | {1000 * r['kid']:.2f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['cas']:.4f} | {r['recognisability']:.4f} |"
               for r in rows]
-    text = (f"# Sample quality per schedule and sampling steps\n\nFID: {a.per_class} images per class against "
-            f"{len(real)} real test images. CAS: {p.classifier.arch} trained on synthetic images only, "
-            f"{a.cas_steps} optimizer steps; the same recipe on {len(real_sub)} real training images scores "
-            f"{cas_real:.4f}. Recognisability: baseline classifier (seed {seed}) on the synthetic images. Sampling "
-            f"speed per cell: metrics/ablation/sampling-<cell>.json (`dvc metrics show`).\n\n"
-            + "\n".join(table) + "\n")
+    text = (f"# Sample quality per schedule, sampler and sampling steps\n\n"
+            f"{a.per_class} images per class per cell. FID against the statistics of {reference.count} real "
+            f"{reference.split}-split images; KID (unbiased) and precision/recall (k = 3) against the Inception "
+            f"features of {len(reference.features)} of them. CAS: {p.classifier.arch} trained on synthetic images "
+            f"only, {a.cas_steps} optimizer steps; the same recipe on {len(real_sub)} real training images scores "
+            f"{cas_real:.4f}. Recognisability: baseline classifier (seed {seed}) on the synthetic images. Cost: "
+            f"{guided} network evaluation(s) per step; measured speed per cell in "
+            f"metrics/ablation/sampling-<cell>.json (`dvc metrics show`).\n\n" + "\n".join(table) + "\n")
     with atomic_path(paths.REPORTS / "ablation.md") as tmp:
         tmp.write_text(text)
     print(text)
@@ -330,6 +367,7 @@ def ablation(p: Params) -> dict:
 
 
 def _ablation_figure(frame, path) -> None:
+    """Quality against sampling cost (network evaluations per image, log scale), one line per schedule x sampler."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -337,15 +375,18 @@ def _ablation_figure(frame, path) -> None:
 
     from dreaming_data.io import atomic_path
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, metric in zip(axes, ["fid", "cas", "recognisability"]):
-        for schedule, group in frame.groupby("schedule"):
-            group = group.sort_values("steps")
-            ax.plot(group["steps"], group[metric], marker="o", label=schedule)
-        ax.set_xlabel("sampling steps")
-        ax.set_title(metric.upper() if metric != "recognisability" else metric)
+    metrics = [("fid", "FID (lower is better)"), ("kid", "KID (lower is better)"), ("precision", "precision"),
+               ("recall", "recall"), ("cas", "CAS"), ("recognisability", "recognisability")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, (metric, title) in zip(axes.flat, metrics):
+        for (schedule, sampler), group in frame.groupby(["schedule", "sampler"]):
+            group = group.sort_values("network_evaluations")
+            ax.plot(group["network_evaluations"], group[metric], marker="o", label=f"{schedule}, {sampler}")
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per image")
+        ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

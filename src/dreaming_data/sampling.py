@@ -34,16 +34,25 @@ def initial_noise(keys: torch.Tensor, image_shape: tuple[int, int, int]) -> torc
 
 
 class Sampler:
-    """Batched, guided ancestral sampling with one model; compiled and bf16 on CUDA."""
+    """Batched, guided sampling with one model (``diffusion.sampler``, or ``sampler`` when given); compiled and bf16
+    on CUDA."""
 
-    def __init__(self, ddpm: LoadedDDPM, diffusion: DiffusionConfig, runtime: RuntimeConfig, device: torch.device):
+    def __init__(self, ddpm: LoadedDDPM, diffusion: DiffusionConfig, runtime: RuntimeConfig, device: torch.device,
+                 sampler: str | None = None):
         self.ddpm, self.runtime, self.device = ddpm, runtime, device
         self.guidance, self.variance = diffusion.guidance, diffusion.variance
+        self.sampler, self.eta = sampler or diffusion.sampler, diffusion.ddim_eta
         if self.guidance > 0 and not ddpm.process["p_uncond"] > 0:
             raise UserError(f"diffusion.guidance: {self.guidance} needs a model trained with label dropout, but this "
                             f"one had diffusion.p_uncond 0 (set guidance to 0 or retrain with p_uncond > 0)")
         self.null_class = len(ddpm.classes)
         self.fwd = maybe_compile(ddpm.model, device, runtime)
+
+    def identity(self) -> dict:
+        """What, besides the model, seed, class and index, decides a sampled image."""
+        return {"guidance": self.guidance, "sampler": self.sampler,
+                **({"variance": self.variance} if self.sampler == "ancestral" else {}),
+                **({"ddim_eta": self.eta} if self.sampler == "ddim" else {})}
 
     def model(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.runtime):
@@ -61,7 +70,7 @@ class Sampler:
         x = sample(self.model, self.ddpm.schedule, y.to(self.device), initial_noise(keys, self.ddpm.image_shape),
                    timesteps, self.variance, self.null_class, self.guidance,
                    noise=lambda t: normal_noise(keys, 1 + t, (C, H, W)),
-                   progress=None if bar is None else lambda _: bar.update(per_step))
+                   progress=None if bar is None else lambda _: bar.update(per_step), sampler=self.sampler, eta=self.eta)
         if bar is not None:
             bar.n = round(bar.n)  # no float drift from the fractional steps
         return to_uint8(x).cpu()
