@@ -1,4 +1,4 @@
-"""DVC stage ``evaluate@<variant>-<seed>``: one classifier variant (baseline or augmented) and seed."""
+"""DVC stage ``evaluate@<arch>-<variant>-<seed>``: test-set metrics and confusion matrix of one classifier."""
 
 import typer
 
@@ -6,9 +6,9 @@ from dreaming_data import pipeline
 from dreaming_data.runner import run_stage
 
 
-def main(variant: str, seed: int, params: str = "params.yaml") -> None:
-    """Test accuracy, per-class precision/recall/F1 and the confusion matrix of one classifier."""
-    run_stage(pipeline.evaluate, params, variant=variant, seed=seed)
+def main(arch: str, variant: str, seed: int, params: str = "params.yaml") -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test split."""
+    run_stage(pipeline.evaluate, params, arch=arch, variant=variant, seed=seed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DVC stage ``train_classifier@<variant>-<seed>``: one classifier variant (baseline or augmented) and seed."""
+"""DVC stage ``train_classifier@<arch>-<variant>-<seed>``: baseline or augmented, the recipe's epochs."""
 
 import typer
 
@@ -6,9 +6,9 @@ from dreaming_data import pipeline
 from dreaming_data.runner import run_stage
 
 
-def main(variant: str, seed: int, params: str = "params.yaml") -> None:
-    """Train the classifier on the real (baseline) or merged (augmented) training set."""
-    run_stage(pipeline.train_classifier, params, variant=variant, seed=seed)
+def main(arch: str, variant: str, seed: int, params: str = "params.yaml") -> None:
+    """Train classifier.<arch>'s recipe on data/train/<variant>.npz with one seed."""
+    run_stage(pipeline.train_classifier, params, arch=arch, variant=variant, seed=seed)
 
 
 if __name__ == "__main__":

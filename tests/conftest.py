@@ -26,7 +26,8 @@ TINY = {
     "generate.steps": 10,
     "generate.chunk_size": 4,
     "generate.batch_size": 4,
-    "classifier.epochs": 2,
+    "classifier.simple_cnn.epochs": 2,
+    "classifier.resnet18.epochs": 2,
     "ablation.steps": [40, 10],
     "ablation.per_class": 6,
     "ablation.cas_steps": 4,
@@ -70,3 +71,4 @@ def stage_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     return env
+

@@ -58,12 +58,35 @@ def test_confusion_rows_match_predictions():
 
 def test_compare_pairs_by_seed():
     def run(acc):
-        return {"accuracy": acc, "macro_f1": acc, "per_class": {"a": {"f1": acc}}}
+        return {"accuracy": acc, "macro_f1": acc, "per_class": {"a": {"precision": acc, "recall": acc, "f1": acc}}}
 
-    cmp = compare_runs({"baseline": {0: run(0.50), 1: run(0.60)}, "augmented": {0: run(0.55), 1: run(0.70)}})
-    assert cmp["variants"]["baseline"]["accuracy"] == {"mean": 0.55, "std": pytest.approx(0.070711, abs=1e-5), "n": 2}
-    d = cmp["augmented_minus_baseline"]["accuracy"]
-    assert d["mean"] == pytest.approx(0.075) and d["std"] == pytest.approx(0.035355, abs=1e-5)
+    cmp = compare_runs({"cnn": {"baseline": {0: run(0.50), 1: run(0.60), 2: run(0.55)},
+                                "baseline_matched": {0: run(0.56), 1: run(0.66), 2: run(0.60)},
+                                "augmented": {0: run(0.55), 1: run(0.70), 2: run(0.60)}}})["cnn"]
+    assert cmp["variants"]["baseline"]["accuracy"] == {"mean": 0.55, "std": pytest.approx(0.05), "n": 3}
+    d = cmp["differences"]["augmented_minus_baseline"]
+    assert d["accuracy"]["mean"] == pytest.approx(0.0667, abs=1e-4) and d["accuracy"]["per_seed"] == [0.05, 0.1, 0.05]
+    # per-seed differences 0.05, 0.10, 0.05: s = 0.028868, t(0.975, 2) = 4.3027 -> half-width 0.071711
+    assert d["accuracy"]["low"] == pytest.approx(0.0667 - 0.0717, abs=1e-4) and d["accuracy"]["significant"] is False
+    assert "no significant difference" in d["verdict"]
+    m = cmp["differences"]["augmented_minus_matched"]
+    assert m["accuracy"]["per_seed"] == [-0.01, 0.04, 0.0] and m["per_class"]["a"]["f1"] == pytest.approx(0.01)
+
+
+def test_confident_filter_keeps_the_judges_favourites():
+    from dreaming_data.data import select_confident
+
+    syn = images(12, synthetic=True)  # classes 0, 1, 2 in turn: class 0 holds rows 0, 3, 6, 9
+    probs = np.full((12, 3), 0.1)
+    probs[[0, 3, 6, 9], 0] = [0.2, 0.9, 0.5, 0.99]  # row 9 lies beyond the candidates of 2 kept of 4 x 0.5
+    kept, conf = select_confident(syn, probs, per_class=1, keep_fraction=0.5)
+    assert kept.y.tolist() == [0, 1, 2] and (kept.x[0] == syn.x[3]).all()  # of rows 0 and 3, row 3
+    assert conf == pytest.approx((0.9 + 0.1 + 0.1) / 3)
+    every, _ = select_confident(syn, probs, per_class=None, keep_fraction=0.5)  # of all 4 per class keep 2
+    assert np.flatnonzero(every.y == 0).size == 2 and {bytes(r) for r in every.x[every.y == 0]} == {
+        bytes(syn.x[3]), bytes(syn.x[9])}
+    with pytest.raises(UserError, match="probabilities of shape"):
+        select_confident(syn, probs[:, :2], 1, 0.5)
 
 
 def test_random_crop_flip_is_a_shifted_window():

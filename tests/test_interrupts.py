@@ -23,7 +23,7 @@ LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkp
     "generate.steps": 40,
     "generate.batch_size": 8,
     "generate.chunk_size": 4,
-    "classifier.epochs": 60,
+    "classifier.simple_cnn.epochs": 60,
     "classifier.seeds": [0],
 }
 
@@ -117,15 +117,16 @@ def test_generate_resumes_to_the_same_bytes(base, tmp_path, sig):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_train_classifier_resumes_to_the_same_bytes(base, tmp_path, sig):
-    model = Path("models/classifier/baseline-seed0.pt")
-    state = Path("checkpoints/train_classifier-baseline-0/state.pt")
+    model = Path("models/classifier/simple_cnn-baseline-seed0.pt")
+    state = Path("checkpoints/train_classifier-simple_cnn-baseline-0/state.pt")
+    args = ("simple_cnn", "baseline", "0")
     if not (base / model).exists():
-        run(stage("train_classifier", "baseline", "0"), base)
+        run(stage("train_classifier", *args), base)
     work = copy(base, tmp_path / "w")
-    r = interrupt(stage("train_classifier", "baseline", "0"), work, (work / state).exists, sig)
+    r = interrupt(stage("train_classifier", *args), work, (work / state).exists, sig)
     check_interrupted(r, sig, work / model)
-    resumed = run(stage("train_classifier", "baseline", "0"), work)
+    resumed = run(stage("train_classifier", *args), work)
     assert "resuming after epoch" in resumed.stdout
     assert (work / model).read_bytes() == (base / model).read_bytes()
-    assert (work / "plots/classifier/baseline-seed0.csv").read_bytes() == \
-        (base / "plots/classifier/baseline-seed0.csv").read_bytes()
+    assert (work / "plots/classifier/simple_cnn-baseline-seed0.csv").read_bytes() == \
+        (base / "plots/classifier/simple_cnn-baseline-seed0.csv").read_bytes()

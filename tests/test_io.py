@@ -87,11 +87,11 @@ def test_metrics_json_is_strict(tmp_path):
 def test_stage_with_an_empty_model_says_one_line(tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params())
     (tmp_path / "models" / "classifier").mkdir(parents=True)
-    (tmp_path / "models" / "classifier" / "baseline-seed0.pt").write_bytes(b"")
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "baseline", "0"], cwd=tmp_path,
+    (tmp_path / "models" / "classifier" / "simple_cnn-baseline-seed0.pt").write_bytes(b"")
+    r = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "simple_cnn", "baseline", "0"], cwd=tmp_path,
                        capture_output=True, text=True, env=stage_env())
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: models/classifier/baseline-seed0.pt: not a dreaming-data "
-                                                   "classifier file"), r.stderr
-    assert "dvc repro train_classifier@baseline-0" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: models/classifier/simple_cnn-baseline-seed0.pt: not a "
+                                                   "dreaming-data classifier file"), r.stderr
+    assert "dvc repro train_classifier@simple_cnn-baseline-0" in lines[0]

@@ -81,18 +81,21 @@ def test_ddpm_resume_after_ctrl_c_is_exact(tmp_path, capsys):
 def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
     from dreaming_data.classifier import train_classifier, training_identity
 
-    p = parse_params(tiny_params(**{"classifier.arch": "simple_cnn", "classifier.batch_size": 16}))
-    train, val = digits_train(per_class=8), digits_train(per_class=3)
-    resume = lambda seed: ResumeDir(tmp_path / "b", training_identity(p.classifier, train, val, seed, 3), "t")  # noqa: E731
-    a = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3)
+    p = parse_params(tiny_params(**{"classifier.simple_cnn.batch_size": 16}))
+    recipe = p.classifier.simple_cnn
+    train, val = digits_train(per_class=8), digits_train(per_class=3)  # 80 images: 5 steps per epoch
+    steps = 13  # two full epochs and a cut one, as baseline_matched ends
+    resume = lambda seed: ResumeDir(tmp_path / "b", training_identity("simple_cnn", recipe, train, val, seed, steps), "t")  # noqa: E731
+    a = train_classifier("simple_cnn", recipe, p.runtime, train, val, seed=0, steps=steps)
+    assert [h["steps"] for h in a.history] == [5, 10, 13]
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(p.classifier, p.runtime, train, val, 0, 3, resume(0), on_epoch=ctrl_c_at(2))
-    b = train_classifier(p.classifier, p.runtime, train, val, seed=0, epochs=3, resume=resume(0))
+        train_classifier("simple_cnn", recipe, p.runtime, train, val, 0, steps, resume(0), on_epoch=ctrl_c_at(2))
+    b = train_classifier("simple_cnn", recipe, p.runtime, train, val, seed=0, steps=steps, resume=resume(0))
     assert "resuming after epoch 2/3" in capsys.readouterr().out
     assert a.history == b.history
     for (k, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(wa, wb), k
-    c = train_classifier(p.classifier, p.runtime, train, val, seed=1, epochs=3, resume=resume(1))
+    c = train_classifier("simple_cnn", recipe, p.runtime, train, val, seed=1, steps=steps, resume=resume(1))
     assert "resuming" not in capsys.readouterr().out and len(c.history) == 3
 
 
@@ -100,18 +103,33 @@ def test_classifier_does_not_resume_under_another_thread_count(tmp_path, capsys)
     from dreaming_data.classifier import train_classifier, training_identity
 
     def params(threads):
-        return parse_params(tiny_params(**{"classifier.arch": "simple_cnn", "classifier.batch_size": 16,
-                                           "runtime.num_workers": threads}))
+        return parse_params(tiny_params(**{"classifier.simple_cnn.batch_size": 16, "runtime.num_workers": threads}))
 
     train, val = digits_train(per_class=8), digits_train(per_class=3)
-    resume = lambda p: ResumeDir(tmp_path / "c", training_identity(p.classifier, train, val, 0, 3), "t")  # noqa: E731
+    resume = lambda p: ResumeDir(tmp_path / "c", training_identity("simple_cnn", p.classifier.simple_cnn, train, val,  # noqa: E731
+                                                                   0, 15), "t")
     threads = torch.get_num_threads()
     try:
         one, two = params(1), params(2)
         with pytest.raises(KeyboardInterrupt):
-            train_classifier(one.classifier, one.runtime, train, val, 0, 3, resume(one), on_epoch=ctrl_c_at(2))
-        train_classifier(two.classifier, two.runtime, train, val, 0, 3, resume(two))
+            train_classifier("simple_cnn", one.classifier.simple_cnn, one.runtime, train, val, 0, 15, resume(one),
+                             on_epoch=ctrl_c_at(2))
+        train_classifier("simple_cnn", two.classifier.simple_cnn, two.runtime, train, val, 0, 15, resume(two))
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "resuming" not in out and "starting fresh" in out and "numerics" in out
+
+
+def test_steps_matched_arithmetic():
+    """baseline_matched gets augmented's optimizer steps: epochs x ceil(N_augmented / batch)."""
+    from dreaming_data.classifier import steps_per_epoch, training_steps
+
+    recipe = parse_params(default_params()).classifier.simple_cnn  # 40 epochs, batch 64
+    assert steps_per_epoch(45000, 64) == 704 and steps_per_epoch(64, 64) == 1 and steps_per_epoch(65, 64) == 2
+    assert training_steps(recipe, 45000) == 40 * 704
+    # CIFAR-10 with 5,000 dreams per class: 95,000 images -> 1,485 steps per epoch; the matched baseline runs
+    # 59,400 steps over its 45,000 images: 84.4 epochs
+    assert training_steps(recipe, 95000) == 59400 and round(59400 / 704, 1) == 84.4
+    # the quickstart: 200 real + 1,000 dreams, batch 64 -> 19 steps per epoch x 40 = 760 steps (4 real: 190 epochs)
+    assert training_steps(recipe, 1200) == 760 and 760 / steps_per_epoch(200, 64) == 190

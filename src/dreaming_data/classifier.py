@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dreaming_data.checkpoints import ResumeDir, graceful_stop
-from dreaming_data.config import ClassifierConfig, RuntimeConfig
+from dreaming_data.config import Recipe, RuntimeConfig
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_torch, save_torch
 from dreaming_data.randomness import fingerprint_array, seed_for
@@ -52,7 +52,7 @@ def build_classifier(arch: str, in_channels: int, num_classes: int, image_size: 
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)  # CIFAR stem
         net.maxpool = nn.Identity()
         return net
-    raise UserError(f"classifier.arch: unknown architecture {arch!r} (expected simple_cnn or resnet18)")
+    raise UserError(f"unknown classifier architecture {arch!r} (expected simple_cnn or resnet18)")
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -115,30 +115,44 @@ def predict(model: nn.Module, normalizer: Normalizer, x: np.ndarray, device: tor
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def training_identity(cfg: ClassifierConfig, train: ImageSet, val: ImageSet, seed: int, epochs: int) -> dict:
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps of one pass over ``n_images`` (the last batch may be smaller)."""
+    return max(1, -(-n_images // batch_size))
+
+
+def training_steps(recipe: Recipe, n_images: int) -> int:
+    """Optimizer steps of ``recipe.epochs`` epochs over ``n_images``. baseline_matched trains on the baseline images
+    for the number of steps of augmented: training_steps(recipe, len(augmented))."""
+    return recipe.epochs * steps_per_epoch(n_images, recipe.batch_size)
+
+
+def training_identity(arch: str, recipe: Recipe, train: ImageSet, val: ImageSet, seed: int, steps: int) -> dict:
     """Everything a trained classifier depends on: a checkpoint resumes only when all of it is equal."""
-    return {"cfg": {k: v for k, v in asdict(cfg).items() if k not in ("variants", "seeds", "epochs")},
-            "epochs": epochs, "seed": seed,
+    return {"arch": arch, "recipe": {k: v for k, v in asdict(recipe).items() if k != "epochs"},
+            "steps": steps, "seed": seed,
             "data": fingerprint_array(train.x) + fingerprint_array(train.y) + fingerprint_array(train.synthetic)
             + fingerprint_array(val.x) + fingerprint_array(val.y)}
 
 
 def train_classifier(
-    cfg: ClassifierConfig,
+    arch: str,
+    cfg: Recipe,
     runtime: RuntimeConfig,
     train: ImageSet,
     val: ImageSet,
     seed: int,
-    epochs: int,
+    steps: int,
     resume: ResumeDir | None = None,
     label: str = "classifier",
     on_epoch: Callable[[int], None] | None = None,
 ) -> TrainedClassifier:
-    """Train ``cfg.arch`` on ``train`` for ``epochs``; validation accuracy after each epoch (None without ``val``).
+    """Train ``arch`` on ``train`` for ``steps`` optimizer steps (``training_steps`` for the recipe's epochs), in
+    epochs of one pass each, the last one cut short at ``steps``; validation accuracy after each epoch (None without
+    ``val``).
 
-    One-cycle learning rate (linear rise over ``cfg.warmup_fraction`` of the steps, then linear decay), SGD or
-    AdamW, label smoothing. With ``resume`` (built on ``training_identity``) the state is saved after every epoch,
-    and an interrupted run of the same code, configuration and data continues after its last finished epoch.
+    Constant or one-cycle learning rate (linear rise over ``cfg.warmup_fraction`` of the steps, then linear decay),
+    SGD or AdamW, label smoothing. With ``resume`` (built on ``training_identity``) the state is saved after every
+    epoch, and an interrupted run of the same code, configuration and data continues after its last finished epoch.
     ``on_epoch(epoch)`` is called after each epoch's checkpoint.
     """
     device = resolve_device(runtime)
@@ -147,7 +161,7 @@ def train_classifier(
     H, W, C = train.x.shape[1:]
     K = len(train.classes)
     fmt = memory_format(device)
-    model = build_classifier(cfg.arch, C, K, H, cfg.dropout).to(device, memory_format=fmt)
+    model = build_classifier(arch, C, K, H, cfg.dropout).to(device, memory_format=fmt)
     params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
               {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
@@ -155,19 +169,26 @@ def train_classifier(
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr)
     N = len(train)
-    steps_per_epoch = max(1, -(-N // cfg.batch_size))
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.warmup_fraction,
-                                                anneal_strategy="linear", cycle_momentum=False)
+    per_epoch = steps_per_epoch(N, cfg.batch_size)
+    total = steps
+    epochs = -(-total // per_epoch)
+    if total < 1:
+        raise UserError(f"{label}: {total} optimizer steps; at least 1 is needed")
+    if cfg.lr_schedule == "onecycle":
+        if abs(cfg.warmup_fraction * total - 1) < 1e-9:  # OneCycleLR divides by (warm-up steps - 1)
+            raise UserError(f"warmup_fraction: {cfg.warmup_fraction} of {total} steps is a single warm-up step; "
+                            f"use another fraction or more steps")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                    pct_start=cfg.warmup_fraction, anneal_strategy="linear",
+                                                    cycle_momentum=False)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     normalizer = Normalizer.fit(train.x[~train.synthetic] if (~train.synthetic).any() else train.x)
     gen = torch.Generator(device=device).manual_seed(seed_for(seed, 11))
     history: list[dict] = []
     start_epoch = 0
     if N == 0:
         raise UserError(f"{label}: the training set is empty")
-    if abs(cfg.warmup_fraction * total - 1) < 1e-9:  # OneCycleLR divides by (warm-up steps - 1)
-        raise UserError(f"classifier.warmup_fraction: {cfg.warmup_fraction} of {total} steps is a single warm-up step; "
-                        f"use another fraction or more steps")
     if resume is not None:
         resume.extend(numerics=numerics(device, runtime))
     if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
@@ -180,14 +201,15 @@ def train_classifier(
     fwd = maybe_compile(model, device, runtime)
     t0 = time.perf_counter()
     seen = 0
-    bar = progress_bar(total=total, initial=start_epoch * steps_per_epoch, desc=label, unit="step")
+    bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=label, unit="step")
     with graceful_stop(label) as stop:
         for epoch in range(start_epoch, epochs):
             model.train()
             perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed_for(seed, 12, epoch))).to(device)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.int64)
-            for i in range(steps_per_epoch):
+            epoch_seen = 0
+            for i in range(min(per_epoch, total - epoch * per_epoch)):
                 if stop.requested:  # the last finished epoch's checkpoint is the consistent state to resume from
                     bar.close()
                     raise KeyboardInterrupt
@@ -206,11 +228,13 @@ def train_classifier(
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
+                epoch_seen += len(idx)
                 bar.update(1)
             val_acc = (round(float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()), 5)
                        if len(val) else None)
-            history.append({"epoch": epoch + 1, "train_loss": round(float(loss_sum) / N, 5),
-                            "train_acc": round(float(correct) / N, 5), "val_acc": val_acc})
+            history.append({"epoch": epoch + 1, "steps": min((epoch + 1) * per_epoch, total),
+                            "train_loss": round(float(loss_sum) / epoch_seen, 5),
+                            "train_acc": round(float(correct) / epoch_seen, 5), "val_acc": val_acc})
             shown = {"loss": f"{history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})
             bar.set_postfix(shown, refresh=False)
             if resume is not None and epoch + 1 < epochs:
@@ -224,8 +248,8 @@ def train_classifier(
     return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if seen and wall > 0 else None, wall)
 
 
-def save_classifier(path, trained: TrainedClassifier, cfg: ClassifierConfig, image_shape: tuple[int, ...]) -> None:
-    save_torch(path, {"format": MODEL_FORMAT, "arch": cfg.arch, "dropout": cfg.dropout,
+def save_classifier(path, trained: TrainedClassifier, arch: str, cfg: Recipe, image_shape: tuple[int, ...]) -> None:
+    save_torch(path, {"format": MODEL_FORMAT, "arch": arch, "dropout": cfg.dropout,
                       "model": trained.model.state_dict(), "normalizer": asdict(trained.normalizer),
                       "classes": list(trained.classes), "image_shape": list(image_shape)})
 

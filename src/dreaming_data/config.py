@@ -95,27 +95,45 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class MergeConfig:
-    synthetic_per_class: int | None  # null = all generated images
+    synthetic_per_class: int | None  # null = all generated images (confident: all that keep_fraction keeps)
+    filter: Literal["none", "confident"]  # confident: the judge's most confident share of the candidates
+    keep_fraction: float  # confident: share of the candidates kept (1 / keep_fraction candidates per kept image)
+
+
+Arch = Literal["simple_cnn", "resnet18"]
+VARIANTS = ("baseline", "baseline_matched", "augmented")  # real only; real only for augmented's step count; real + dreams
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    arch: Literal["simple_cnn", "resnet18"]
-    variants: tuple[Literal["baseline", "augmented"], ...]
-    seeds: tuple[int, ...]
-    epochs: int
+class Recipe:
+    """How one architecture is trained."""
+
+    epochs: int  # over the variant's own training set (baseline_matched: as many steps as augmented)
     batch_size: int
     optimizer: Literal["sgd", "adam"]
-    lr: float  # peak of the one-cycle schedule
+    lr: float  # the constant rate, or the peak of the one-cycle schedule
+    lr_schedule: Literal["constant", "onecycle"]
     momentum: float  # SGD momentum (ignored by adam)
     nesterov: bool  # SGD with Nesterov momentum
-    warmup_fraction: float  # share of the steps over which the learning rate rises linearly to lr
+    warmup_fraction: float  # onecycle: share of the steps over which the rate rises linearly to lr
     weight_decay: float
     label_smoothing: float
     dropout: float  # before the last layer of simple_cnn (resnet18 has none)
     augment: bool  # random crop of the zero-padded image and horizontal flip
     crop_padding: int  # pixels of padding each side for the random crop
     hflip: bool
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    archs: tuple[Arch, ...]  # trained side by side, each with its own recipe below
+    seeds: tuple[int, ...]
+    judge: Arch  # whose real-data baseline (first seed) scores synthetic images: merge.filter, recognisability, CAS
+    simple_cnn: Recipe
+    resnet18: Recipe
+
+    def recipe(self, arch: str) -> Recipe:
+        return getattr(self, arch)
 
 
 @dataclass(frozen=True)
@@ -216,7 +234,7 @@ def parse_section(cls: type, raw: Any, section: str, source: str) -> Any:
             raise UserError(f"{source}: missing key '{key}'")
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            values[name] = parse_section(tp, raw[name], name, source)
+            values[name] = parse_section(tp, raw[name], key, source)
         else:
             values[name] = _coerce(raw[name], tp, key, source)
     return cls(**values)
@@ -342,21 +360,30 @@ def _validate(p: Params, source: str) -> None:
     m = p.merge.synthetic_per_class
     need(m is None or 0 <= m <= p.generate.per_class, "merge.synthetic_per_class",
          f"must be between 0 and generate.per_class ({p.generate.per_class}) or null, got {m}")
+    mg = p.merge
+    need(0 < mg.keep_fraction <= 1, "merge.keep_fraction", f"must be in (0, 1], got {mg.keep_fraction}")
+    if mg.filter == "confident" and m is not None:
+        need(math.ceil(m / mg.keep_fraction) <= p.generate.per_class, "merge.synthetic_per_class",
+             f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = {math.ceil(m / mg.keep_fraction)} "
+             f"candidates per class needs generate.per_class >= that, got {p.generate.per_class}")
     c = p.classifier
-    need("baseline" in c.variants, "classifier.variants", f"must include baseline, got {list(c.variants)}")
-    unique("classifier.variants", c.variants)
+    unique("classifier.archs", c.archs)
+    need(c.judge in c.archs, "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}")
     unique("classifier.seeds", c.seeds)
     seed("classifier.seeds", c.seeds)
-    at_least("classifier.epochs", c.epochs, 1)
-    at_least("classifier.batch_size", c.batch_size, 1)
-    learning_rate("classifier.lr", c.lr)
-    fraction("classifier.momentum", c.momentum)
-    fraction("classifier.warmup_fraction", c.warmup_fraction, low_open=True)
-    at_least("classifier.weight_decay", c.weight_decay, 0)
-    fraction("classifier.label_smoothing", c.label_smoothing)
-    fraction("classifier.dropout", c.dropout)
-    at_least("classifier.crop_padding", c.crop_padding, 0)
-    need(c.crop_padding < d.image_size, "classifier.crop_padding", f"must be < data.image_size ({d.image_size}), got {c.crop_padding}")
+    for arch in ("simple_cnn", "resnet18"):
+        r, k = c.recipe(arch), f"classifier.{arch}"
+        at_least(f"{k}.epochs", r.epochs, 1)
+        at_least(f"{k}.batch_size", r.batch_size, 1)
+        learning_rate(f"{k}.lr", r.lr)
+        fraction(f"{k}.momentum", r.momentum)
+        fraction(f"{k}.warmup_fraction", r.warmup_fraction, low_open=True)
+        at_least(f"{k}.weight_decay", r.weight_decay, 0)
+        fraction(f"{k}.label_smoothing", r.label_smoothing)
+        fraction(f"{k}.dropout", r.dropout)
+        at_least(f"{k}.crop_padding", r.crop_padding, 0)
+        need(r.crop_padding < d.image_size, f"{k}.crop_padding",
+             f"must be < data.image_size ({d.image_size}), got {r.crop_padding}")
     at_least("eval.batch_size", p.eval.batch_size, 1)
     at_least("eval.reference_features", p.eval.reference_features, 0)
     need(p.eval.reference_features != 1, "eval.reference_features", "must be 0 (all) or >= 2, got 1")

@@ -29,8 +29,8 @@ def ddpm_model(schedule: str) -> Path:
     return MODELS / "ddpm" / schedule / "model.pt"
 
 
-def classifier_name(variant: str, seed: int) -> str:
-    return f"{variant}-seed{seed}"
+def classifier_name(arch: str, variant: str, seed: int) -> str:
+    return f"{arch}-{variant}-seed{seed}"
 
 
 def classifier_model(name: str) -> Path:
@@ -51,6 +51,9 @@ _MADE_BY = [  # (pattern on the POSIX path, the DVC stage that writes it)
     (r"data/train/augmented\.npz", "merge"),
     (r"data/generated/.*", "generate"),
     (r"models/ddpm/(?P<s>[^/]+)/model\.pt", "train_ddpm@{s}"),
+    (r"models/classifier/(?P<m>[^/]+)-baseline_matched-seed(?P<n>\d+)\.pt", "train_matched@{m}-{n}"),
+    (r"(?:plots/classifier/(?P<m>[^/]+)-baseline_matched-seed(?P<n>\d+)\.csv|"
+     r"metrics/train/(?P<m2>[^/]+)-baseline_matched-seed(?P<n2>\d+)\.json)", "train_matched@{m}-{n}"),
     (r"models/classifier/(?P<s>[^/]+)\.pt", "train_classifier@{s}"),
     (r"data/ablation/(?P<s>[^/]+)\.npz", "ablation_sample@{s}"),
     (r"data/reference/inception\.npz", "fid_reference"),
@@ -64,6 +67,7 @@ def made_by(path: str | Path) -> str | None:
     posix = Path(path).as_posix()
     for pattern, stage in _MADE_BY:
         if m := re.search(f"(?:^|/)(?:{pattern})$", posix):
-            name = m.groupdict().get("s") or m.groupdict().get("t") or ""
-            return stage.format(s=name.replace("-seed", "-"))
+            g = m.groupdict()
+            name = g.get("s") or g.get("t") or ""
+            return stage.format(s=name.replace("-seed", "-"), m=g.get("m") or g.get("m2"), n=g.get("n") or g.get("n2"))
     return None

@@ -119,71 +119,126 @@ def generate(p: Params) -> None:
     print(f"generated {len(images)} images ({g.schedule}, {p.diffusion.sampler}, {g.steps} steps)")
 
 
-def merge(p: Params) -> None:
-    from dreaming_data.data import merge_synthetic
-    from dreaming_data.io import load_images, save_images, write_json
+def _judge(p: Params, device):
+    """The judge's real-data baseline classifier (first seed): (model, normalizer, file)."""
+    from dreaming_data.classifier import load_classifier
 
+    path = paths.classifier_model(paths.classifier_name(p.classifier.judge, "baseline", p.classifier.seeds[0]))
+    model, norm, _ = load_classifier(path, device)
+    return model, norm, path
+
+
+def merge(p: Params) -> None:
+    import numpy as np
+
+    from dreaming_data.data import merge_synthetic, select_confident
+    from dreaming_data.io import load_images, save_images, write_json
+    from dreaming_data.runtime import resolve_device
+
+    m = p.merge
     real = load_images(paths.train_set("baseline"))
-    merged = merge_synthetic(real, load_images(paths.GENERATED / "synthetic.npz"), p.merge.synthetic_per_class)
+    synthetic = load_images(paths.GENERATED / "synthetic.npz")
+    judge = p.classifier.judge  # always read: dvc.yaml lists its baseline model as a dependency either way
+    info: dict = {"filter": m.filter}
+    if m.filter == "confident":
+        from dreaming_data.classifier import predict
+
+        device = resolve_device(p.runtime)
+        model, norm, path = _judge(p, device)
+        probs = predict(model, norm, synthetic.x, device, p.runtime)
+        all_confidence = float(probs[np.arange(len(probs)), synthetic.y].mean())
+        synthetic, kept_confidence = select_confident(synthetic, probs, m.synthetic_per_class, m.keep_fraction)
+        info |= {"judge": path.as_posix(), "keep_fraction": m.keep_fraction,
+                 "mean_confidence_kept": round(kept_confidence, 5), "mean_confidence_all": round(all_confidence, 5)}
+        print(f"merge: kept the {judge} baseline's most confident {m.keep_fraction:.0%} of the candidates")
+    merged = merge_synthetic(real, synthetic, m.synthetic_per_class)
     save_images(paths.train_set("augmented"), merged)
     write_json(paths.METRICS / "merge.json", {"real": int((~merged.synthetic).sum()),
-                                              "synthetic": int(merged.synthetic.sum()), "total": len(merged)})
+                                              "synthetic": int(merged.synthetic.sum()), "total": len(merged), **info})
     print(f"merged: {int((~merged.synthetic).sum())} real + {int(merged.synthetic.sum())} synthetic")
 
 
-def _check_variant(p: Params, variant: str, seed: int) -> None:
+def _check_run(p: Params, arch: str, seed: int, variant: str | None = None) -> None:
+    from dreaming_data.config import VARIANTS
     from dreaming_data.errors import UserError
 
-    if variant not in p.classifier.variants:
-        raise UserError(f"variant {variant!r} is not in classifier.variants {list(p.classifier.variants)}")
+    if arch not in p.classifier.archs:
+        raise UserError(f"architecture {arch!r} is not in classifier.archs {list(p.classifier.archs)}")
+    if variant is not None and variant not in VARIANTS:
+        raise UserError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
     if seed not in p.classifier.seeds:
         raise UserError(f"seed {seed} is not in classifier.seeds {list(p.classifier.seeds)}")
 
 
-def train_classifier(p: Params, variant: str, seed: int) -> None:
+def _train(p: Params, arch: str, variant: str, seed: int, stage: str, train_set, steps: int) -> None:
     import pandas as pd
 
     from dreaming_data.checkpoints import ResumeDir
-    from dreaming_data.classifier import save_classifier, train_classifier as train, training_identity
+    from dreaming_data.classifier import save_classifier, steps_per_epoch, train_classifier as train, training_identity
     from dreaming_data.evaluation import write_csv
     from dreaming_data.io import load_images, write_json
 
-    _check_variant(p, variant, seed)
-    name = paths.classifier_name(variant, seed)
-    stage = f"train_classifier@{variant}-{seed}"
-    train_set = load_images(paths.train_set(variant))
+    name = paths.classifier_name(arch, variant, seed)
     val = load_images(paths.prepared("val"))
-    c = p.classifier
-    resume = ResumeDir(paths.resume_dir(stage), training_identity(c, train_set, val, seed, c.epochs), stage)
-    trained = train(c, p.runtime, train_set, val, seed, c.epochs, resume, label=f"classifier {name}")
-    save_classifier(paths.classifier_model(name), trained, c, train_set.x.shape[1:])
+    recipe = p.classifier.recipe(arch)
+    resume = ResumeDir(paths.resume_dir(stage), training_identity(arch, recipe, train_set, val, seed, steps), stage)
+    trained = train(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}")
+    save_classifier(paths.classifier_model(name), trained, arch, recipe, train_set.x.shape[1:])
     write_csv(pd.DataFrame(trained.history), paths.PLOTS / "classifier" / f"{name}.csv")
     val_accs = [h["val_acc"] for h in trained.history if h["val_acc"] is not None]
     write_json(paths.METRICS / "train" / f"{name}.json", {
+        "arch": arch, "variant": variant, "optimizer_steps": steps,
+        "epochs": round(steps / steps_per_epoch(len(train_set), recipe.batch_size), 3),
         "final_val_acc": trained.history[-1]["val_acc"], "best_val_acc": max(val_accs, default=None),
         "train_images": len(train_set), "synthetic_images": int(train_set.synthetic.sum()),
         "images_per_s": None if trained.images_per_s is None else round(trained.images_per_s, 1),
         "wall_s": round(trained.wall_s, 2)})
     resume.finish()
-    print(f"classifier {name}: val acc {trained.history[-1]['val_acc']} after {len(trained.history)} epochs")
+    print(f"classifier {name}: val acc {trained.history[-1]['val_acc']} after {steps} optimizer steps")
 
 
-def evaluate(p: Params, variant: str, seed: int) -> None:
+def train_classifier(p: Params, arch: str, variant: str, seed: int) -> None:
+    """``baseline`` or ``augmented``: the recipe's epochs over the variant's own training set."""
+    from dreaming_data.classifier import training_steps
+    from dreaming_data.errors import UserError
+    from dreaming_data.io import load_images
+
+    _check_run(p, arch, seed, variant)
+    if variant == "baseline_matched":
+        raise UserError("baseline_matched is trained by the train_matched stage")
+    train_set = load_images(paths.train_set(variant))
+    _train(p, arch, variant, seed, f"train_classifier@{arch}-{variant}-{seed}", train_set,
+           training_steps(p.classifier.recipe(arch), len(train_set)))
+
+
+def train_matched(p: Params, arch: str, seed: int) -> None:
+    """``baseline_matched``: the real images only, for as many optimizer steps as ``augmented`` takes (its recipe's
+    epochs over the merged set), so that augmented - baseline_matched compares at equal cost."""
+    from dreaming_data.classifier import training_steps
+    from dreaming_data.io import load_images
+
+    _check_run(p, arch, seed)
+    n_augmented = len(load_images(paths.train_set("augmented")))
+    _train(p, arch, "baseline_matched", seed, f"train_matched@{arch}-{seed}", load_images(paths.train_set("baseline")),
+           training_steps(p.classifier.recipe(arch), n_augmented))
+
+
+def evaluate(p: Params, arch: str, variant: str, seed: int) -> None:
     from dreaming_data.classifier import load_classifier, predict
     from dreaming_data.evaluation import classification_metrics, confusion_heatmap, confusion_rows, write_csv
     from dreaming_data.io import load_images, write_json
     from dreaming_data.runtime import resolve_device
 
-    _check_variant(p, variant, seed)
-    name = paths.classifier_name(variant, seed)
+    _check_run(p, arch, seed, variant)
+    name = paths.classifier_name(arch, variant, seed)
     device = resolve_device(p.runtime)
     model, norm, classes = load_classifier(paths.classifier_model(name), device)
     test = load_images(paths.prepared("test"))
     pred = predict(model, norm, test.x, device, p.runtime).argmax(1)
-    metrics = classification_metrics(test.y, pred, classes)
+    metrics = {"arch": arch, "variant": variant, "seed": seed, **classification_metrics(test.y, pred, classes)}
     write_json(paths.METRICS / "eval" / f"{name}.json", metrics)
     write_csv(confusion_rows(test.y, pred, classes), paths.PLOTS / "confusion" / f"{name}.csv")
-    confusion_heatmap(test.y, pred, classes, f"{variant}, seed {seed}: accuracy {metrics['accuracy']:.3f}",
+    confusion_heatmap(test.y, pred, classes, f"{arch}, {variant}, seed {seed}: accuracy {metrics['accuracy']:.3f}",
                       paths.PLOTS / "confusion" / f"{name}.png")
     print(f"evaluate {name}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}")
 
@@ -191,33 +246,43 @@ def evaluate(p: Params, variant: str, seed: int) -> None:
 def compare(p: Params) -> dict:
     import pandas as pd
 
+    from dreaming_data.config import VARIANTS
     from dreaming_data.errors import UserError
-    from dreaming_data.evaluation import comparison_markdown, compare_runs, val_accuracy_figure, write_csv
+    from dreaming_data.evaluation import (comparison_markdown, compare_runs, summary, val_accuracy_figure,
+                                          val_accuracy_frames, write_csv)
     from dreaming_data.io import atomic_path, missing, read_json, write_json
 
     results: dict = {}
-    curves: dict = {}
-    for variant in p.classifier.variants:
-        for seed in p.classifier.seeds:
-            name = paths.classifier_name(variant, seed)
-            metrics_path = paths.METRICS / "eval" / f"{name}.json"
-            results.setdefault(variant, {})[seed] = metrics = read_json(metrics_path)
-            if not isinstance(metrics, dict) or not {"accuracy", "macro_f1", "per_class"} <= set(metrics):
-                raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate@{variant}-{seed}`)")
-            csv = paths.PLOTS / "classifier" / f"{name}.csv"
-            try:
-                curves.setdefault(variant, []).append(pd.read_csv(csv)["val_acc"].tolist())
-            except FileNotFoundError:
-                raise missing(csv) from None
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, UnicodeDecodeError):
-                raise UserError(f"{csv}: not a training history with a val_acc column "
-                                f"(run `dvc repro train_classifier@{variant}-{seed}`)") from None
+    frames: dict = {}
+    steps: dict = {}
+    for arch in p.classifier.archs:
+        histories: dict = {}
+        for variant in VARIANTS:
+            for seed in p.classifier.seeds:
+                name = paths.classifier_name(arch, variant, seed)
+                metrics_path = paths.METRICS / "eval" / f"{name}.json"
+                results.setdefault(arch, {}).setdefault(variant, {})[seed] = metrics = read_json(metrics_path)
+                if not isinstance(metrics, dict) or not {"accuracy", "macro_f1", "per_class"} <= set(metrics):
+                    raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+                csv = paths.PLOTS / "classifier" / f"{name}.csv"
+                try:
+                    history = pd.read_csv(csv)[["epoch", "steps", "val_acc"]].to_dict("records")
+                except FileNotFoundError:
+                    raise missing(csv) from None
+                except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, UnicodeDecodeError):
+                    raise UserError(f"{csv}: not a training history with epoch, steps and val_acc columns "
+                                    f"(run `dvc repro {paths.made_by(csv)}`)") from None
+                histories.setdefault(variant, []).append(history)
+                steps.setdefault(arch, {})[variant] = int(history[-1]["steps"])
+        frames[arch] = val_accuracy_frames(histories)
+        for variant, frame in frames[arch].items():
+            write_csv(frame, paths.PLOTS / "compare" / f"{arch}-{variant}.csv")
     cmp = compare_runs(results)
     write_json(paths.METRICS / "comparison.json", cmp)
-    write_csv(val_accuracy_figure(curves, paths.PLOTS / "compare" / "val_accuracy.png"),
-              paths.PLOTS / "compare" / "val_accuracy.csv")
-    title = f"{p.data.source}: {p.classifier.arch}, {p.data.train_per_class or 'all'} real images per class"
-    text = comparison_markdown(cmp, title)
+    write_json(paths.METRICS / "summary.json", summary(cmp))
+    val_accuracy_figure(frames, paths.PLOTS / "compare" / "val_accuracy.png")
+    title = f"{p.data.source}: {p.data.train_per_class or 'all'} real images per class"
+    text = comparison_markdown(cmp, title, steps)
     with atomic_path(paths.REPORTS / "comparison.md") as tmp:
         tmp.write_text(text)
     print(text)
@@ -227,15 +292,23 @@ def compare(p: Params) -> dict:
 def stage_calls(p: Params) -> list[tuple[str, object, dict]]:
     """Every stage of ``dvc.yaml`` in an order that respects its dependencies, matrices expanded from ``p``:
     (name as DVC shows it, function, keyword arguments). For machines without DVC (``--no-dvc``)."""
+    from dreaming_data.config import VARIANTS
+
     calls: list[tuple[str, object, dict]] = [("download", download, {})]
     calls += [(f"train_ddpm@{s}", train_ddpm, {"schedule": s}) for s in p.ddpm.schedules]
     calls += [("sample_noise", sample_noise, {})]
     calls += [(f"sample_grid@{s}-{n}", sample_grid, {"schedule": s, "steps": n})
               for s in p.ddpm.schedules for n in p.sample.steps]
-    calls += [("generate", generate, {}), ("merge", merge, {})]
-    runs = [(v, seed) for v in p.classifier.variants for seed in p.classifier.seeds]
-    calls += [(f"train_classifier@{v}-{seed}", train_classifier, {"variant": v, "seed": seed}) for v, seed in runs]
-    calls += [(f"evaluate@{v}-{seed}", evaluate, {"variant": v, "seed": seed}) for v, seed in runs]
+    calls += [("generate", generate, {})]
+    archs, seeds = p.classifier.archs, p.classifier.seeds
+    calls += [(f"train_classifier@{a}-baseline-{seed}", train_classifier, {"arch": a, "variant": "baseline", "seed": seed})
+              for a in archs for seed in seeds]
+    calls += [("merge", merge, {})]
+    calls += [(f"train_classifier@{a}-augmented-{seed}", train_classifier,
+               {"arch": a, "variant": "augmented", "seed": seed}) for a in archs for seed in seeds]
+    calls += [(f"train_matched@{a}-{seed}", train_matched, {"arch": a, "seed": seed}) for a in archs for seed in seeds]
+    calls += [(f"evaluate@{a}-{v}-{seed}", evaluate, {"arch": a, "variant": v, "seed": seed})
+              for a in archs for v in VARIANTS for seed in seeds]
     calls += [("compare", compare, {})]
     calls += [("fid_reference", fid_reference, {})]
     calls += [(f"ablation_sample@{_cell(s, k, n)}", ablation_sample, {"schedule": s, "sampler": k, "steps": n})
@@ -287,7 +360,7 @@ def ablation(p: Params) -> dict:
     import numpy as np
     import pandas as pd
 
-    from dreaming_data.classifier import load_classifier, predict, train_classifier as train
+    from dreaming_data.classifier import predict, train_classifier as train
     from dreaming_data.data import per_class_sample
     from dreaming_data.errors import UserError
     from dreaming_data.evaluation import write_csv
@@ -303,14 +376,14 @@ def ablation(p: Params) -> dict:
         raise UserError(f"{paths.REFERENCE}: statistics of the {reference.split} split, but eval.fid_reference is "
                         f"{p.eval.fid_reference} (run `dvc repro fid_reference`)")
     scorer = Scorer(reference, p.eval.fid_weights, device, p.eval.batch_size, p.eval.seed)
-    seed = p.classifier.seeds[0]
-    base, norm, _ = load_classifier(paths.classifier_model(paths.classifier_name("baseline", seed)), device)
+    seed, judge = p.classifier.seeds[0], p.classifier.judge
+    base, norm, _ = _judge(p, device)
 
     def cas_score(images, label: str) -> float:
-        # CAS: the classifier recipe on one set alone, for a fixed number of optimizer steps (an epoch count
-        # would give a 500-image cell a handful of steps); no per-epoch validation: the score is on the test split.
-        epochs = -(-a.cas_steps // -(-len(images) // p.classifier.batch_size))
-        trained = train(p.classifier, p.runtime, images, val.subset(np.arange(0)), seed, epochs, label=label)
+        # CAS: the judge's recipe on one set alone, for a fixed number of optimizer steps (an epoch count would
+        # give a 500-image cell a handful of steps); no per-epoch validation: the score is on the test split.
+        trained = train(judge, p.classifier.recipe(judge), p.runtime, images, val.subset(np.arange(0)), seed,
+                        a.cas_steps, label=label)
         return float((predict(trained.model, trained.normalizer, test.x, device, p.runtime).argmax(1) == test.y).mean())
 
     # The same recipe on as many *real* training images per class: what a CAS of this sample size can reach.
@@ -355,9 +428,9 @@ def ablation(p: Params) -> dict:
     text = (f"# Sample quality per schedule, sampler and sampling steps\n\n"
             f"{a.per_class} images per class per cell. FID against the statistics of {reference.count} real "
             f"{reference.split}-split images; KID (unbiased) and precision/recall (k = 3) against the Inception "
-            f"features of {len(reference.features)} of them. CAS: {p.classifier.arch} trained on synthetic images "
+            f"features of {len(reference.features)} of them. CAS: {judge} trained on synthetic images "
             f"only, {a.cas_steps} optimizer steps; the same recipe on {len(real_sub)} real training images scores "
-            f"{cas_real:.4f}. Recognisability: baseline classifier (seed {seed}) on the synthetic images. Cost: "
+            f"{cas_real:.4f}. Recognisability: {judge} baseline classifier (seed {seed}) on the synthetic images. Cost: "
             f"{guided} network evaluation(s) per step; measured speed per cell in "
             f"metrics/ablation/sampling-<cell>.json (`dvc metrics show`).\n\n" + "\n".join(table) + "\n")
     with atomic_path(paths.REPORTS / "ablation.md") as tmp:
