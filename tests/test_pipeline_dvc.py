@@ -51,12 +51,22 @@ def test_repro_runs_every_stage(project):
     repo, out = project
     stages = ran(out)
     assert {"download", "train_ddpm@linear", "train_ddpm@cosine", "sample_grid@linear-40", "sample_grid@cosine-10",
-            "generate", "merge", "train_classifier@augmented-1", "evaluate@baseline-0", "compare",
+            "generate", "merge", "train_classifier@simple_cnn-augmented-1", "train_matched@resnet18-0",
+            "evaluate@resnet18-baseline_matched-1", "evaluate@simple_cnn-baseline-0", "compare",
             "fid_reference", "ablation_sample@linear-ancestral-10", "ablation_sample@linear-dpmsolver++-10",
             "ablation"} <= stages
     cmp = json.loads((repo / "metrics" / "comparison.json").read_text())
-    assert cmp["variants"]["baseline"]["accuracy"]["n"] == 2
-    assert "augmented_minus_baseline" in cmp
+    assert set(cmp) == {"simple_cnn", "resnet18"}
+    assert cmp["simple_cnn"]["variants"]["baseline"]["accuracy"]["n"] == 2
+    assert set(cmp["resnet18"]["differences"]) == {"augmented_minus_baseline", "augmented_minus_matched"}
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["resnet18"]["augmented_minus_matched_low"] <= summary["resnet18"]["augmented_minus_matched"]
+    steps = {v: json.loads((repo / "metrics" / "train" / f"simple_cnn-{v}-seed0.json").read_text())["optimizer_steps"]
+             for v in ("baseline", "baseline_matched", "augmented")}
+    # 100 real (batch 64: 2 steps/epoch) + 60 dreams: 160 images, 3 steps/epoch; 2 epochs
+    assert steps == {"baseline": 4, "baseline_matched": 6, "augmented": 6}
+    report = (repo / "reports" / "comparison.md").read_text()
+    assert "## simple_cnn" in report and "## resnet18" in report and "CI [" in report
     ablation = json.loads((repo / "metrics" / "ablation.json").read_text())
     cells = ablation["cells"]
     assert set(cells) == {"linear-ancestral-10", "linear-dpmsolver++-10"}
@@ -113,12 +123,15 @@ def test_params_changes_rerun_only_dependent_stages(project):
         (repo / "params.yaml").write_text(params.replace("guidance: 1.8", "guidance: 2.0"))
         stages = would_run()
         assert "sample_grid@linear-10" in stages and "train_ddpm@linear" not in stages
-        # a real run: a new DDPM learning rate re-trains both models and redraws every grid, and leaves the data
+        # fewer dreams: the largest count stays generated and the baselines stay trained; only merge re-runs
+        # (a dry run cannot know yet that its output changes: then the augmented and matched runs follow)
+        (repo / "params.yaml").write_text(params.replace("synthetic_per_class: null", "synthetic_per_class: 3"))
+        assert would_run() == {"merge"}
+        # a real run: a new DDPM learning rate re-trains both models and redraws the grids, and leaves the data
         assert ddpm_lr_line in params
         (repo / "params.yaml").write_text(params.replace(ddpm_lr_line, "  lr: 0.002\n  grad_clip", 1))
-        stages = ran(sh("dvc", "repro", cwd=repo).stdout)
-        assert {"train_ddpm@linear", "train_ddpm@cosine", "sample_grid@cosine-40", "sample_grid@linear-10"} <= stages
-        assert "download" not in stages
+        stages = ran(sh("dvc", "repro", "sample_grid@cosine-40", "sample_grid@linear-10", cwd=repo).stdout)
+        assert stages == {"train_ddpm@linear", "train_ddpm@cosine", "sample_grid@cosine-40", "sample_grid@linear-10"}
     finally:
         (repo / "params.yaml").write_text(params)
     sh("dvc", "repro", cwd=repo)  # back to the committed params: DVC's run cache restores the outputs
@@ -129,25 +142,30 @@ def test_experiment_reruns_only_classifier_side(project):
     repo, _ = project
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "results", cwd=repo)
-    r = sh("dvc", "exp", "run", "-S", "classifier.epochs=3", cwd=repo)
+    r = sh("dvc", "exp", "run", "-S", "classifier.simple_cnn.epochs=3", cwd=repo)
     stages = ran(r.stdout)
-    assert {"train_classifier@baseline-0", "evaluate@augmented-1", "compare", "ablation"} <= stages
-    assert not {s for s in stages if s.startswith(("train_ddpm", "generate", "download", "sample_", "merge",
-                                                    "ablation_sample"))}, stages
-    diff = sh("dvc", "metrics", "diff", "--json", cwd=repo).stdout
-    assert "metrics/comparison.json" in json.loads(diff)
+    assert {"train_classifier@simple_cnn-baseline-0", "train_matched@simple_cnn-1", "evaluate@simple_cnn-augmented-1",
+            "compare", "ablation"} <= stages  # simple_cnn is the quickstart's judge: the ablation uses its recipe
+    # merge re-runs (it lists the judge's model) but writes the same bytes: nothing of resnet18 runs again
+    assert not {s for s in stages if s.startswith(("train_ddpm", "generate", "download", "sample_", "ablation_sample"))
+                or "resnet18" in s}, stages
+    diff = json.loads(sh("dvc", "metrics", "diff", "--json", cwd=repo).stdout)
+    assert "metrics/comparison.json" in diff and "simple_cnn.augmented" in diff["metrics/summary.json"]
 
 
 def test_each_plot_is_drawn_once(project):
     repo, _ = project
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]
     images = {k for k, v in shown.items() if v[0]["type"] == "image"}
-    assert images == {"plots/ablation/ablation.png", "plots/samples/noise.png", "plots/samples/generated-preview.png"} | {
+    assert images == {"plots/ablation/ablation.png", "plots/compare/val_accuracy.png", "plots/samples/noise.png",
+                      "plots/samples/generated-preview.png"} | {
         f"plots/samples/{s}-{n}.png" for s in ("linear", "cosine") for n in (40, 10)}
     charts = {k for k, v in shown.items() if v[0]["type"] == "vega"}
-    assert charts == {"DDPM training loss per epoch", "Classifier validation accuracy, mean over seeds",
-                      "Test confusion matrix, baseline seed 0", "Test confusion matrix, augmented seed 0",
-                      "FID per sampling steps (ablation)", "KID per sampling steps (ablation)"}
+    archs = ("simple_cnn", "resnet18")
+    assert charts == {"DDPM training loss per epoch", "FID per sampling steps (ablation)",
+                      "KID per sampling steps (ablation)"} | {
+        f"Validation accuracy per optimizer step, {a} (mean over seeds)" for a in archs} | {
+        f"Test confusion matrix, {a} {v} seed 0" for a in archs for v in ("baseline", "augmented")}
     assert all(len(v) == 1 for v in shown.values())
 
 
@@ -160,8 +178,8 @@ def test_offline_plots_page(project, tmp_path):
     html = (tmp_path / "offline" / "index.html").read_text()
     assert remote_references(html) == [] and "cdn.jsdelivr" not in html
     body = html[html.index("<body>"):]
-    assert body.count("vegaEmbed(") == 6 and body.count("<img") == 7
-    assert "Classifier validation accuracy, mean over seeds" in body
+    assert body.count("vegaEmbed(") == 9 and body.count("<img") == 8
+    assert "Validation accuracy per optimizer step, resnet18 (mean over seeds)" in body
     sh("dvc", "plots", "show", "-o", str(tmp_path / "online"), cwd=repo)  # dvc alone: scripts from a CDN
     assert remote_references((tmp_path / "online" / "index.html").read_text())
 
@@ -184,7 +202,7 @@ def test_remote_round_trip(project, tmp_path):
     sh("dvc", "pull", cwd=clone)
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=clone).stdout
     assert ran(sh("dvc", "repro", cwd=clone).stdout) == set()
-    for path in ("models/ddpm/linear/model.pt", "models/classifier/baseline-seed0.pt", "data/generated/synthetic.npz"):
+    for path in ("models/ddpm/linear/model.pt", "models/classifier/simple_cnn-baseline-seed0.pt", "data/generated/synthetic.npz"):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
     assert load_ddpm(clone / "models/ddpm/linear/model.pt", torch.device("cpu")).classes == tuple(str(i) for i in range(10))
     assert len(load_images(clone / "data/generated/synthetic.npz")) > 0
@@ -192,3 +210,29 @@ def test_remote_round_trip(project, tmp_path):
     stored = [f.read_bytes() for f in (tmp_path / "remote").rglob("*") if f.is_file()]
     assert stored and secret.read_bytes() not in stored
     shutil.rmtree(repo / "checkpoints")
+
+
+def test_curve_queues_a_grid_and_reports_it(project):
+    """A 2 x 2 grid on digits at tiny size, run by DVC's own queue (the 10-per-class points reuse the study's stages
+    from DVC's run cache), read back; `dvc metrics diff` compares a point without dreams with one with them."""
+    repo, _ = project
+    sh("git", "checkout", "params.yaml", cwd=repo)  # an earlier test's experiment left its params in the workspace
+    (repo / "grid.yaml").write_text(
+        "target: compare\nfixed:\n  classifier.archs: [simple_cnn]\n  classifier.judge: simple_cnn\n"
+        "sweep:\n  data.train_per_class: [5, 10]\n  merge.synthetic_per_class: [0, 6]\n")
+    sh("git", "add", "grid.yaml", cwd=repo)
+    sh("git", "commit", "-qm", "grid", cwd=repo)
+    r = sh(sys.executable, "-m", "dreaming_data.cli", "curve", "--grid", "grid.yaml", "--jobs", "2", cwd=repo)
+    assert "dvc exp run --queue compare" in r.stdout
+    md = (repo / "reports" / "curve.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| simple_cnn |")]
+    assert len(rows) == 4, md
+    zero = next(line for line in rows if line.startswith("| simple_cnn | 10 | 0 |"))
+    assert "+0.0000 [+0.0000, +0.0000]" in zero  # no dreams: augmented trains exactly like baseline
+    assert (repo / "plots" / "curve.png").stat().st_size > 10000
+    show = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+    assert len([e for entry in show for e in (entry.get("experiments") or [])]) == 4
+    none_exp = zero.split("|")[-2].strip()
+    some_exp = next(line for line in rows if line.startswith("| simple_cnn | 10 | 6 |")).split("|")[-2].strip()
+    diff = sh("dvc", "metrics", "diff", none_exp, some_exp, "--targets", "metrics/summary.json", cwd=repo).stdout
+    assert "simple_cnn.augmented" in diff and "simple_cnn.baseline" in diff

@@ -131,9 +131,9 @@ def quickstart(
             print(f"=== {stage}", flush=True)
             run_stage(fn, out, **kwargs)
             print(f"=== {stage}: {time.perf_counter() - t0:.1f} s", flush=True)
-    report = Path("reports/comparison.md")
-    if report.exists():
-        print(report.read_text())
+    for report in (Path("reports/comparison.md"), Path("reports/ablation.md")):
+        if report.exists():
+            print(report.read_text())
 
 
 @app.command()
@@ -218,6 +218,65 @@ def fid(
         fail(str(exc))
     print(f"FID {q['fid']:.3f}  KID {q['kid']:.5f} ± {q['kid_std']:.5f}  precision {q['precision']:.3f}  "
           f"recall {q['recall']:.3f}  ({len(fake)} images of {images} against {ref.count} of {source})")
+
+
+@app.command()
+def curve(
+    grid: Annotated[Path, typer.Option(help="the committed grid file")] = Path("curve.yaml"),
+    report: Annotated[bool, typer.Option("--report", help="read the finished experiments (`dvc exp show --json`) and "
+                                                          "write plots/curve.png and reports/curve.md")] = False,
+    start: Annotated[bool, typer.Option(help="start DVC's queue workers after queueing")] = True,
+    wait: Annotated[bool, typer.Option(help="wait until the queue is empty, then write the report")] = True,
+    jobs: Annotated[int, typer.Option(min=1, help="experiments run at once (`dvc queue start -j`)")] = 1,
+) -> None:
+    """The dreaming curve: one DVC experiment per grid point of curve.yaml (DVC's queue and sweep syntax), and a
+    report of the gain against synthetic images per class, one line per real-data size, with 95% intervals."""
+    import json
+    import subprocess
+    import time
+
+    from dreaming_data.config import read_yaml
+    from dreaming_data.curve import curve_rows, load_grid, queue_commands, write_curve
+
+    try:
+        g = load_grid(grid, read_yaml("params.yaml"))
+    except UserError as exc:
+        fail(str(exc))
+    if not report:
+        for args in queue_commands(g):
+            print("$ dvc " + " ".join(args), flush=True)
+            if subprocess.call([*DVC, *args]) != 0:
+                fail("dvc exp run --queue failed (its message is above)")
+        if not start:
+            print("queued; run `dvc queue start` to run them, then `dreaming-data curve --report`")
+            return
+        import os
+
+        env = dict(os.environ)  # DVC's queue workers run `dvc` from PATH: this environment's first
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        if subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env) != 0:
+            fail("dvc queue start failed (its message is above)")
+        if not wait:
+            print("running in DVC's queue (`dvc queue status`); then `dreaming-data curve --report`")
+            return
+        while True:  # the queue's own workers run the experiments; poll until none is queued or running
+            status = subprocess.run([*DVC, "queue", "status"], capture_output=True, text=True).stdout
+            active = [line for line in status.splitlines() if " Queued " in f" {line} " or " Running " in f" {line} "]
+            if not active:
+                break
+            time.sleep(5)
+        failed = [line for line in status.splitlines() if " Failed " in f" {line} "]
+        if failed:
+            print(f"{len(failed)} experiment(s) failed: `dvc queue logs <name>` shows why", file=sys.stderr)
+    show = subprocess.run([*DVC, "exp", "show", "--json"], capture_output=True, text=True)
+    if show.returncode != 0:
+        fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
+    try:
+        rows = curve_rows(json.loads(show.stdout), g)
+        write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"))
+    except UserError as exc:
+        fail(str(exc))
+    print(Path("reports/curve.md").read_text())
 
 
 def main() -> None:  # pragma: no cover - console entry

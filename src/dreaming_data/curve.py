@@ -1,0 +1,204 @@
+"""The dreaming curve: how the gain from dreamed images depends on the real-data size and the synthetic count.
+
+The grid lives in a committed YAML file (``curve.yaml``). ``queue_commands`` turns it into DVC's own sweep
+(``dvc exp run --queue <target> -S key=v1,v2,...``, one experiment per combination, run by ``dvc queue start``);
+``curve_rows`` reads the finished experiments back from ``dvc exp show --json``; ``write_curve`` draws
+``plots/curve.png`` and writes ``reports/curve.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dreaming_data.errors import UserError
+
+GRID_FILE = Path("curve.yaml")
+X_KEY = "merge.synthetic_per_class"  # the x axis
+LINE_KEY = "data.train_per_class"  # one line per value
+STYLE_KEY = "merge.filter"  # line style
+SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
+
+
+@dataclass(frozen=True)
+class Grid:
+    target: str  # the stage each experiment reproduces (with what it needs)
+    sweep: dict[str, list]  # key -> values; every combination is one experiment
+    fixed: dict[str, Any]  # the same overrides in every experiment
+    profile: str | None  # a committed profile applied first (quickstart: CPU digits)
+
+    def combinations(self) -> list[dict[str, Any]]:
+        keys = list(self.sweep)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.sweep[k] for k in keys))]
+
+    def overrides(self) -> dict[str, Any]:
+        """Profile, then ``fixed``: what every experiment sets besides its own combination."""
+        from dreaming_data.cli import load_profile
+
+        return (load_profile(self.profile) if self.profile else {}) | self.fixed
+
+
+def load_grid(path: Path, params: dict) -> Grid:
+    """Read and check a grid file against the project's params (every combination must be valid params)."""
+    from dreaming_data.cli import apply_overrides
+    from dreaming_data.config import parse_params, read_yaml
+
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or set(raw) - {"target", "sweep", "fixed", "profile"} or "sweep" not in raw:
+        raise UserError(f"{path}: expected a mapping with sweep (and optionally target, fixed, profile)")
+    sweep, fixed = raw["sweep"], raw.get("fixed") or {}
+    if not isinstance(sweep, dict) or not sweep or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise UserError(f"{path}: sweep must map params keys to non-empty lists of values")
+    if not isinstance(fixed, dict):
+        raise UserError(f"{path}: fixed must map params keys to values")
+    for key in (X_KEY, LINE_KEY):
+        if key not in sweep:
+            raise UserError(f"{path}: sweep must include {key} (the curve's {'x axis' if key == X_KEY else 'lines'})")
+    grid = Grid(str(raw.get("target") or "compare"), sweep, fixed, raw.get("profile"))
+    for combo in grid.combinations():
+        parse_params(apply_overrides(params, grid.overrides() | combo), f"{path} ({combo})")
+    return grid
+
+
+def _sweep_value(values: list) -> str:
+    """Hydra's choice-sweep syntax, which ``dvc exp run -S`` parses: v1,v2,... with each value in JSON form."""
+    return ",".join(json.dumps(v) for v in values)
+
+
+def queue_commands(grid: Grid) -> list[list[str]]:
+    """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue``."""
+    args = ["exp", "run", "--queue", grid.target]
+    for key, value in grid.overrides().items():
+        args += ["-S", f"{key}={json.dumps(value)}"]
+    for key, values in grid.sweep.items():
+        args += ["-S", f"{key}={_sweep_value(values)}"]
+    return [args]
+
+
+def _lookup(tree: dict, dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return KeyError
+        node = node[part]
+    return node
+
+
+def _experiments(show: list) -> list[dict]:
+    """Every finished experiment in ``dvc exp show --json`` output: {name, rev, timestamp, params, metrics}."""
+    out = []
+
+    def visit(entry: dict) -> None:
+        data = entry.get("data") or {}
+        if data.get("rev") not in (None, "workspace") and not entry.get("error"):
+            params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+            metrics = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+            out.append({"name": entry.get("name") or data.get("rev"), "rev": data.get("rev"),
+                        "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics})
+        for group in entry.get("experiments") or []:
+            if ((group.get("executor") or {}).get("state") or "success") != "success":
+                continue  # queued, running or failed
+            for rev in group.get("revs") or []:
+                visit(rev)
+
+    for entry in show:
+        visit(entry)
+    return out
+
+
+def curve_rows(show: list, grid: Grid) -> list[dict]:
+    """One row per (finished experiment of a grid combination, architecture): params and the paired gains read from
+    ``metrics/summary.json``. The latest experiment of each combination wins; baselines without the grid's
+    fixed overrides are skipped."""
+    latest: dict[tuple, dict] = {}
+    fixed = grid.overrides()
+    for exp in sorted(_experiments(show), key=lambda e: e["timestamp"]):
+        if any(_lookup(exp["params"], k) != v for k, v in fixed.items()):
+            continue
+        combo = tuple(_lookup(exp["params"], k) for k in grid.sweep)
+        if combo in {tuple(c.values()) for c in grid.combinations()}:
+            latest[combo] = exp
+    rows = []
+    for combo, exp in latest.items():
+        summary = next((m for path, m in exp["metrics"].items() if Path(path).as_posix() == SUMMARY), {})
+        for arch, m in sorted(summary.items()):
+            if not isinstance(m, dict) or "augmented_minus_baseline" not in m:
+                continue
+            row = {"experiment": exp["name"], **dict(zip(grid.sweep, combo)), "arch": arch}
+            for metric in ("baseline", "baseline_matched", "augmented"):
+                row[metric] = m.get(metric)
+            for gain in ("augmented_minus_baseline", "augmented_minus_matched"):
+                for part in ("", "_low", "_high"):
+                    row[gain + part] = m.get(gain + part)
+            rows.append(row)
+    return rows
+
+
+def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from dreaming_data.io import atomic_path
+
+    if not rows:
+        raise UserError("no finished experiment of the grid yet (`dreaming-data curve` queues them; "
+                        "`dvc queue status` shows their progress)")
+    frame = pd.DataFrame(rows)
+    archs = sorted(frame["arch"].dropna().unique())
+    gains = [("augmented_minus_baseline", "gain over baseline (same epochs)"),
+             ("augmented_minus_matched", "gain over baseline_matched (same steps)")]
+    fig, axes = plt.subplots(len(archs), 2, figsize=(11, 3.8 * len(archs)), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for row_axes, arch in zip(axes, archs):
+        sub = frame[frame["arch"] == arch]
+        for ax, (gain, title) in zip(row_axes, gains):
+            style_values = sorted(sub[STYLE_KEY].unique(), key=str) if STYLE_KEY in sub else [None]
+            for i, (real, group) in enumerate(sub.groupby(LINE_KEY, dropna=False)):
+                for j, style in enumerate(style_values):
+                    g = group if style is None else group[group[STYLE_KEY] == style]
+                    g = g.sort_values(X_KEY)
+                    if g.empty or g[gain].isna().all():
+                        continue
+                    label = f"{real if real == real else 'all'} real/class" + (f", {style}" if style else "")
+                    line, = ax.plot(g[X_KEY], g[gain], styles[j % len(styles)], marker="o", color=f"C{i}",
+                                    label=label)
+                    if g[gain + "_low"].notna().all():
+                        ax.fill_between(g[X_KEY], g[gain + "_low"], g[gain + "_high"], color=line.get_color(),
+                                        alpha=0.15)
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xlabel("synthetic images per class")
+            ax.set_ylabel("test accuracy difference")
+            ax.set_title(f"{arch}: {title}", fontsize=10)
+            ax.grid(alpha=0.3)
+        row_axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+    def fmt(row, gain):
+        mean, low, high = row[gain], row[gain + "_low"], row[gain + "_high"]
+        if mean is None or mean != mean:
+            return "-"
+        return f"{mean:+.4f}" + ("" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]")
+
+    keys = list(grid.sweep)
+    lines = ["# The dreaming curve", "",
+             f"Test accuracy gains per grid point of `{GRID_FILE}` (mean over seeds, 95% paired t-interval in brackets). "
+             f"Gain over baseline: same epochs, so more optimizer steps for the augmented run; over baseline_matched: "
+             f"the same number of steps on real images only. Plot: `{png}`.", "",
+             "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | experiment |",
+             "|---" * (len(keys) + 6) + "|"]
+    for row in sorted(rows, key=lambda r: (str(r["arch"]), *[str(r[k]) for k in keys])):
+        acc = lambda v: "-" if v is None or v != v else f"{v:.4f}"  # noqa: E731
+        lines.append(f"| {row['arch']} | " + " | ".join(str(row[k]) for k in keys)
+                     + f" | {acc(row['baseline'])} | {acc(row['augmented'])} | {fmt(row, 'augmented_minus_baseline')} | "
+                       f"{fmt(row, 'augmented_minus_matched')} | {row['experiment']} |")
+    with atomic_path(md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,68 @@
+"""The dreaming curve: a grid file becomes DVC's own queued sweep, and finished experiments become the report.
+(The real queue on a 2 x 2 grid runs in test_pipeline_dvc.py, on the tiny study's repository.)"""
+
+import pytest
+
+from dreaming_data.curve import Grid, curve_rows, load_grid, queue_commands, write_curve
+from dreaming_data.errors import UserError
+
+from conftest import default_params
+
+
+def test_queue_command_is_one_dvc_sweep():
+    grid = Grid("compare", {"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]},
+                {"classifier.archs": ["simple_cnn"]}, None)
+    assert len(grid.combinations()) == 4
+    assert queue_commands(grid) == [["exp", "run", "--queue", "compare", "-S", 'classifier.archs=["simple_cnn"]',
+                                     "-S", "data.train_per_class=10,null", "-S", "merge.synthetic_per_class=0,6"]]
+
+
+def test_grid_file_is_checked_against_params(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("sweep:\n  merge.synthetic_per_class: [0, 100]\n")
+    with pytest.raises(UserError, match="must include data.train_per_class"):
+        load_grid(path, default_params())
+    path.write_text("sweep:\n  data.train_per_class: [10]\n  merge.synthetic_per_class: [0, 99999]\n")
+    with pytest.raises(UserError, match="merge.synthetic_per_class"):  # more than generate.per_class
+        load_grid(path, default_params())
+    path.write_text("sweep:\n  data.train_per_class: [10]\n  merge.synthetic_per_class: [0]\n  nope.key: [1]\n")
+    with pytest.raises(UserError, match="nope.key"):
+        load_grid(path, default_params())
+    path.write_text("profile: quickstart\nsweep:\n  data.train_per_class: [10, 20]\n  merge.synthetic_per_class: [0, 50]\n")
+    assert load_grid(path, default_params()).overrides()["data.source"] == "digits"
+
+
+def _exp(name, timestamp, real, synthetic, gain, state="success"):
+    summary = {"cnn": {"baseline": 0.5, "baseline_matched": 0.51, "augmented": 0.5 + gain,
+                       "augmented_minus_baseline": gain, "augmented_minus_baseline_low": gain - 0.01,
+                       "augmented_minus_baseline_high": gain + 0.01, "augmented_minus_matched": gain - 0.01,
+                       "augmented_minus_matched_low": gain - 0.02, "augmented_minus_matched_high": gain}}
+    data = {"rev": name * 4, "timestamp": timestamp,
+            "params": {"params.yaml": {"data": {"data": {"train_per_class": real},
+                                                "merge": {"synthetic_per_class": synthetic}}}},
+            "metrics": {"metrics/summary.json": {"data": summary}}}
+    return {"revs": [{"rev": name * 4, "name": name, "data": data, "error": None, "experiments": None}],
+            "executor": {"state": state}, "name": name}
+
+
+def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
+    """The shape of `dvc exp show --json` (DVC 3): workspace, then the commit with its experiments."""
+    show = [{"rev": "workspace", "name": None, "data": {"rev": "workspace"}, "error": None, "experiments": None},
+            {"rev": "abc", "name": "main", "data": {"rev": "abc", "timestamp": "2026-01-01T00:00:00",
+                                                     "params": {}, "metrics": {}},
+             "error": None, "experiments": [
+                 _exp("old", "2026-01-01T00:00:01", 10, 6, 0.9),
+                 _exp("new", "2026-01-01T00:00:02", 10, 6, 0.02),
+                 _exp("zero", "2026-01-01T00:00:01", 10, 0, 0.0),
+                 _exp("broken", "2026-01-01T00:00:03", 20, 6, 0.5, state="failed"),
+                 _exp("other", "2026-01-01T00:00:01", 30, 6, 0.5),  # not a grid point
+             ]}]
+    grid = Grid("compare", {"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}, None)
+    rows = curve_rows(show, grid)
+    assert sorted((r["experiment"], r["augmented_minus_baseline"]) for r in rows) == [("new", 0.02), ("zero", 0.0)]
+    write_curve(rows, grid, tmp_path / "curve.png", tmp_path / "curve.md")
+    md = (tmp_path / "curve.md").read_text()
+    assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200 [+0.0100, +0.0300] | +0.0100 [+0.0000, +0.0200] | new |" in md
+    assert (tmp_path / "curve.png").stat().st_size > 10000
+    with pytest.raises(UserError, match="no finished experiment"):
+        write_curve([], grid, tmp_path / "c.png", tmp_path / "c.md")
