@@ -193,3 +193,13 @@ def test_unreadable_params_file_is_one_line(tmp_path, content, message):
         load_params(tmp_path / "p.yaml")
     with pytest.raises(UserError, match="is a folder"):
         load_params(tmp_path)
+
+
+def test_confident_candidates_survive_float_rounding():
+    """21 / 0.7 is 30.000000000000004 in floating point: 30 candidates, not 31 (found by a breaking session)."""
+    from dreaming_data.config import confident_candidates
+
+    assert confident_candidates(21, 0.7) == 30 and confident_candidates(145, 0.29) == 500
+    assert confident_candidates(5, 0.5) == 10 and confident_candidates(5, 0.3) == 17
+    parse_params(apply_overrides(default_params(), {"generate.per_class": 30, "merge.filter": "confident",
+                                                    "merge.keep_fraction": 0.7, "merge.synthetic_per_class": 21}))

@@ -66,3 +66,16 @@ def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 10000
     with pytest.raises(UserError, match="no finished experiment"):
         write_curve([], grid, tmp_path / "c.png", tmp_path / "c.md")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sweep:\n  1: [5]\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "not a params key"),
+    ("fixed:\n  merge.synthetic_per_class: 0\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0, 10]\n",
+     "both fixed and swept"),
+    ("profile: laptop\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "profile must be"),
+    ("target: [a]\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "target must be"),
+])
+def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "g.yaml").write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_grid(tmp_path / "g.yaml", default_params())

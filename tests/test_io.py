@@ -88,6 +88,10 @@ def test_stage_with_an_empty_model_says_one_line(tmp_path):
     write_params(tmp_path / "params.yaml", tiny_params())
     (tmp_path / "models" / "classifier").mkdir(parents=True)
     (tmp_path / "models" / "classifier" / "simple_cnn-baseline-seed0.pt").write_bytes(b"")
+    import numpy as np
+
+    save_images(tmp_path / "data" / "prepared" / "test.npz",
+                ImageSet.real(np.zeros((3, 8, 8, 1), np.uint8), np.arange(3), ("a", "b", "c")))
     r = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "simple_cnn", "baseline", "0"], cwd=tmp_path,
                        capture_output=True, text=True, env=stage_env())
     assert r.returncode == 2
@@ -95,3 +99,22 @@ def test_stage_with_an_empty_model_says_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: models/classifier/simple_cnn-baseline-seed0.pt: not a "
                                                    "dreaming-data classifier file"), r.stderr
     assert "dvc repro train_classifier@simple_cnn-baseline-0" in lines[0]
+
+
+@pytest.mark.parametrize("make", ["npy", "text", "zero-d", "empty-pixels"])
+def test_foreign_image_files_are_one_line_errors(tmp_path, make):
+    """Found by a breaking session: each of these was a traceback."""
+    import numpy as np
+
+    path = tmp_path / "set.npz"
+    if make == "npy":
+        np.save(tmp_path / "set.npy", np.zeros((6, 8, 8, 1), np.uint8))
+        path = tmp_path / "set.npy"
+    elif make == "text":
+        path.write_text("not an archive")
+    elif make == "zero-d":
+        np.savez(path, x=np.array(3, np.uint8), y=np.array(0), classes=np.array("a"))
+    else:
+        np.savez(path, x=np.zeros((2, 0, 0, 1), np.uint8), y=np.zeros(2, np.int64), classes=np.array(["a"]))
+    with pytest.raises(UserError, match="not an image set written by dreaming-data"):
+        load_images(path)

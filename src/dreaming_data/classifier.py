@@ -254,8 +254,17 @@ def save_classifier(path, trained: TrainedClassifier, arch: str, cfg: Recipe, im
                       "classes": list(trained.classes), "image_shape": list(image_shape)})
 
 
-def load_classifier(path, device: torch.device) -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+def load_classifier(path, device: torch.device, images: ImageSet | None = None,
+                    what: str = "these images") -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+    """A saved classifier; with ``images``, a one-line error unless they have its class names and image shape."""
     state = load_torch(path, MODEL_FORMAT)
+    if images is not None and isinstance(state, dict) and "classes" in state and "image_shape" in state:
+        if tuple(state["classes"]) != images.classes:
+            raise UserError(f"{path}: classifies {list(state['classes'])}, but {what} are of classes "
+                            f"{list(images.classes)} (retrain it: `dvc repro`)")
+        if tuple(state["image_shape"]) != tuple(images.x.shape[1:]):
+            raise UserError(f"{path}: takes images of shape {list(state['image_shape'])}, but {what} are "
+                            f"{list(images.x.shape[1:])} (retrain it: `dvc repro`)")
     try:
         H, W, C = state["image_shape"]
         model = build_classifier(state["arch"], C, len(state["classes"]), H, state["dropout"])

@@ -52,6 +52,8 @@ def apply_overrides(raw: dict, overrides: dict) -> dict:
 
     out = copy.deepcopy(raw)
     for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise UserError(f"override {key!r}: not a params key (expected a dotted name like ddpm.lr)")
         *parents, leaf = key.split(".")
         node = out
         for part in parents:
@@ -205,9 +207,12 @@ def fid(
         if len(fake) < 4 or fake.x.shape[-1] not in (1, 3):
             raise UserError(f"{images}: scoring needs at least 4 images of 1 or 3 channels, got {list(fake.x.shape)}")
         ref = None
-        if reference == "train" and weights is None and paths.REFERENCE.is_file():
+        if reference == "train" and paths.REFERENCE.is_file():  # the cached statistics, when they are these
+            from dreaming_data.quality import weights_id
+
             ref = Reference.load(paths.REFERENCE, "fid_reference")
-            ref, source = (ref, str(paths.REFERENCE)) if ref.split == "train" else (None, "")
+            usable = ref.split == "train" and ref.weights == weights_id(weights)
+            ref, source = (ref, str(paths.REFERENCE)) if usable else (None, "")
         if ref is None:
             x, source = real_images(reference)
             if len(x) < 4 or x.shape[-1] not in (1, 3):

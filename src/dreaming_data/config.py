@@ -280,6 +280,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise UserError(f"{path}: nested too deeply") from None
 
 
+def confident_candidates(kept: int, keep_fraction: float) -> int:
+    """Candidates per class that merge.filter: confident ranks to keep ``kept``: ceil(kept / keep_fraction), with the
+    quotient rounded first so that 21 / 0.7 (30.000000000000004 in floating point) asks for 30, not 31."""
+    return math.ceil(round(kept / keep_fraction, 9))
+
+
 def _validate(p: Params, source: str) -> None:
     """Range checks that the type annotations cannot express: each failure names the key and what is allowed."""
 
@@ -363,9 +369,10 @@ def _validate(p: Params, source: str) -> None:
     mg = p.merge
     need(0 < mg.keep_fraction <= 1, "merge.keep_fraction", f"must be in (0, 1], got {mg.keep_fraction}")
     if mg.filter == "confident" and m is not None:
-        need(math.ceil(m / mg.keep_fraction) <= p.generate.per_class, "merge.synthetic_per_class",
-             f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = {math.ceil(m / mg.keep_fraction)} "
-             f"candidates per class needs generate.per_class >= that, got {p.generate.per_class}")
+        n = confident_candidates(m, mg.keep_fraction)
+        need(n <= p.generate.per_class, "merge.synthetic_per_class",
+             f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = {n} candidates per class needs "
+             f"generate.per_class >= that, got {p.generate.per_class}")
     c = p.classifier
     unique("classifier.archs", c.archs)
     need(c.judge in c.archs, "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}")

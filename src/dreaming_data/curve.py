@@ -54,10 +54,22 @@ def load_grid(path: Path, params: dict) -> Grid:
         raise UserError(f"{path}: sweep must map params keys to non-empty lists of values")
     if not isinstance(fixed, dict):
         raise UserError(f"{path}: fixed must map params keys to values")
+    for key in [*sweep, *fixed]:
+        if not isinstance(key, str) or not key:
+            raise UserError(f"{path}: {key!r} is not a params key (expected dotted names like merge.filter)")
+    if both := sorted(set(sweep) & set(fixed)):
+        raise UserError(f"{path}: {', '.join(both)} both fixed and swept; keep each key in one of them")
     for key in (X_KEY, LINE_KEY):
         if key not in sweep:
             raise UserError(f"{path}: sweep must include {key} (the curve's {'x axis' if key == X_KEY else 'lines'})")
-    grid = Grid(str(raw.get("target") or "compare"), sweep, fixed, raw.get("profile"))
+    target, profile = raw.get("target") or "compare", raw.get("profile")
+    if not isinstance(target, str) or not target.replace("_", "").replace("@", "").replace("-", "").isalnum():
+        raise UserError(f"{path}: target must be a stage name such as compare, got {target!r}")
+    from dreaming_data.cli import PROFILES
+
+    if profile is not None and profile not in PROFILES:
+        raise UserError(f"{path}: profile must be null or one of {', '.join(PROFILES)}, got {profile!r}")
+    grid = Grid(target, sweep, fixed, profile)
     for combo in grid.combinations():
         parse_params(apply_overrides(params, grid.overrides() | combo), f"{path} ({combo})")
     return grid

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dreaming_data.config import DataConfig
+from dreaming_data.config import DataConfig, confident_candidates
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, save_images, write_json
 
@@ -349,15 +349,20 @@ def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) 
     return metrics
 
 
-def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) -> ImageSet:
-    """Every real image, then the first ``per_class`` synthetic images of each class (all when None).
-    The ``synthetic`` flag records which rows a model made."""
+def check_same_kind(real: ImageSet, synthetic: ImageSet) -> None:
+    """Synthetic images must have the real ones' class names and image shape."""
     if real.classes != synthetic.classes:
         raise UserError(f"synthetic images have other class names than the real ones: {list(synthetic.classes)} vs "
                         f"{list(real.classes)} (rerun generate)")
     if real.x.shape[1:] != synthetic.x.shape[1:]:
         raise UserError(f"synthetic images are {list(synthetic.x.shape[1:])}, the real ones "
                         f"{list(real.x.shape[1:])} (rerun generate)")
+
+
+def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) -> ImageSet:
+    """Every real image, then the first ``per_class`` synthetic images of each class (all when None).
+    The ``synthetic`` flag records which rows a model made."""
+    check_same_kind(real, synthetic)
     keep = []
     for c in range(len(synthetic.classes)):
         idx = np.flatnonzero(synthetic.y == c)
@@ -380,7 +385,7 @@ def select_confident(synthetic: ImageSet, probs: np.ndarray, per_class: int | No
     for c in range(len(synthetic.classes)):
         idx = np.flatnonzero(synthetic.y == c)
         n = per_class if per_class is not None else max(1, round(len(idx) * keep_fraction))
-        candidates = idx[:math.ceil(n / keep_fraction)] if per_class is not None else idx
+        candidates = idx[:confident_candidates(n, keep_fraction)] if per_class is not None else idx
         conf = probs[candidates, c]
         best = np.argsort(-conf, kind="stable")[:n]
         keep.append(np.sort(candidates[best]))

@@ -147,19 +147,21 @@ def save_images(path: str | Path, images: ImageSet) -> None:
 def load_images(path: str | Path) -> ImageSet:
     """An image set written by ``save_images``; a missing, truncated or foreign file is a one-line ``UserError``."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # a .npy, text, a pickle: np.load would not give an archive
+        raise UserError(f"{path}: not an image set written by dreaming-data (not an .npz archive){_remake_hint(path)}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            x, y, classes = z["x"], z["y"].astype(np.int64), tuple(str(c) for c in z["classes"])
-            synthetic = z["synthetic"] if "synthetic" in z.files else np.zeros(len(y), dtype=bool)
+            x, y, classes = z["x"], z["y"].astype(np.int64), tuple(str(c) for c in np.atleast_1d(z["classes"]))
+            synthetic = z["synthetic"] if "synthetic" in z.files else np.zeros(y.shape[:1], dtype=bool)
     except FileNotFoundError:
         raise missing(path) from None
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not an image set written by dreaming-data ({first}){_remake_hint(path)}") from None
-    if len(x) == 0:
+    if x.ndim == 4 and len(x) == 0:
         raise UserError(f"{path}: holds no images{_remake_hint(path)}")
-    if x.dtype != np.uint8 or x.ndim != 4 or y.shape != (len(x),) or synthetic.shape != (len(x),) or (
-            len(y) and (y.min() < 0 or y.max() >= len(classes))):
+    if x.dtype != np.uint8 or x.ndim != 4 or min(x.shape[1:]) < 1 or y.shape != (len(x),) or \
+            synthetic.shape != (len(x),) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
         raise UserError(f"{path}: not an image set written by dreaming-data (x {x.dtype} {list(x.shape)}, "
                         f"y {list(y.shape)}, {len(classes)} classes){_remake_hint(path)}")
     return ImageSet(x, y, classes, synthetic.astype(bool))

@@ -119,19 +119,19 @@ def generate(p: Params) -> None:
     print(f"generated {len(images)} images ({g.schedule}, {p.diffusion.sampler}, {g.steps} steps)")
 
 
-def _judge(p: Params, device):
-    """The judge's real-data baseline classifier (first seed): (model, normalizer, file)."""
+def _judge(p: Params, device, images, what: str):
+    """The judge's real-data baseline classifier (first seed), checked against ``images``: (model, normalizer, file)."""
     from dreaming_data.classifier import load_classifier
 
     path = paths.classifier_model(paths.classifier_name(p.classifier.judge, "baseline", p.classifier.seeds[0]))
-    model, norm, _ = load_classifier(path, device)
+    model, norm, _ = load_classifier(path, device, images, what)
     return model, norm, path
 
 
 def merge(p: Params) -> None:
     import numpy as np
 
-    from dreaming_data.data import merge_synthetic, select_confident
+    from dreaming_data.data import check_same_kind, merge_synthetic, select_confident
     from dreaming_data.io import load_images, save_images, write_json
     from dreaming_data.runtime import resolve_device
 
@@ -139,12 +139,13 @@ def merge(p: Params) -> None:
     real = load_images(paths.train_set("baseline"))
     synthetic = load_images(paths.GENERATED / "synthetic.npz")
     judge = p.classifier.judge  # always read: dvc.yaml lists its baseline model as a dependency either way
+    check_same_kind(real, synthetic)
     info: dict = {"filter": m.filter}
     if m.filter == "confident":
         from dreaming_data.classifier import predict
 
         device = resolve_device(p.runtime)
-        model, norm, path = _judge(p, device)
+        model, norm, path = _judge(p, device, synthetic, f"the images of {paths.GENERATED / 'synthetic.npz'}")
         probs = predict(model, norm, synthetic.x, device, p.runtime)
         all_confidence = float(probs[np.arange(len(probs)), synthetic.y].mean())
         synthetic, kept_confidence = select_confident(synthetic, probs, m.synthetic_per_class, m.keep_fraction)
@@ -232,8 +233,9 @@ def evaluate(p: Params, arch: str, variant: str, seed: int) -> None:
     _check_run(p, arch, seed, variant)
     name = paths.classifier_name(arch, variant, seed)
     device = resolve_device(p.runtime)
-    model, norm, classes = load_classifier(paths.classifier_model(name), device)
     test = load_images(paths.prepared("test"))
+    model, norm, classes = load_classifier(paths.classifier_model(name), device, test,
+                                           f"the images of {paths.prepared('test')}")
     pred = predict(model, norm, test.x, device, p.runtime).argmax(1)
     metrics = {"arch": arch, "variant": variant, "seed": seed, **classification_metrics(test.y, pred, classes)}
     write_json(paths.METRICS / "eval" / f"{name}.json", metrics)
@@ -361,23 +363,23 @@ def ablation(p: Params) -> dict:
     import pandas as pd
 
     from dreaming_data.classifier import predict, train_classifier as train
-    from dreaming_data.data import per_class_sample
+    from dreaming_data.data import check_same_kind, per_class_sample
     from dreaming_data.errors import UserError
     from dreaming_data.evaluation import write_csv
     from dreaming_data.io import atomic_path, load_images, write_json
-    from dreaming_data.quality import Reference, Scorer, recognisability
+    from dreaming_data.quality import Reference, Scorer, recognisability, weights_id
     from dreaming_data.runtime import resolve_device
 
     a = p.ablation
     device = resolve_device(p.runtime)
     test, val = load_images(paths.prepared("test")), load_images(paths.prepared("val"))
     reference = Reference.load(paths.REFERENCE, "fid_reference")
-    if reference.split != p.eval.fid_reference:
-        raise UserError(f"{paths.REFERENCE}: statistics of the {reference.split} split, but eval.fid_reference is "
-                        f"{p.eval.fid_reference} (run `dvc repro fid_reference`)")
+    if reference.split != p.eval.fid_reference or reference.weights != weights_id(p.eval.fid_weights):
+        raise UserError(f"{paths.REFERENCE}: not the statistics that eval.fid_reference ({p.eval.fid_reference}) and "
+                        f"eval.fid_weights ask for (run `dvc repro fid_reference`)")
     scorer = Scorer(reference, p.eval.fid_weights, device, p.eval.batch_size, p.eval.seed)
     seed, judge = p.classifier.seeds[0], p.classifier.judge
-    base, norm, _ = _judge(p, device)
+    base, norm, _ = _judge(p, device, test, f"the images of {paths.prepared('test')}")
 
     def cas_score(images, label: str) -> float:
         # CAS: the judge's recipe on one set alone, for a fixed number of optimizer steps (an epoch count would
@@ -398,6 +400,7 @@ def ablation(p: Params) -> dict:
             for steps in a.steps:
                 cell = _cell(schedule, sampler, steps)
                 fake = load_images(paths.ABLATION / f"{cell}.npz")
+                check_same_kind(test, fake)
                 q = scorer.score(fake.x)
                 recog = recognisability(predict(base, norm, fake.x, device, p.runtime), fake.y, fake.classes)
                 cas = cas_score(fake, f"CAS {cell}")

@@ -178,12 +178,25 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
 REFERENCE_FORMAT = "dreaming-data inception reference"
 
 
+def weights_id(weights: str | Path | None) -> str:
+    """Which Inception weights made a set of features: 'default' or the file's content hash."""
+    from dreaming_data.randomness import fingerprint_file
+
+    if weights is None:
+        return "default"
+    try:
+        return fingerprint_file(Path(weights))
+    except OSError:
+        raise UserError(f"eval.fid_weights: {weights} cannot be read") from None
+
+
 @dataclass(frozen=True)
 class Reference:
     """Inception statistics of a real image set: mean and covariance of all of them (FID), and the features of a
     seeded subset (KID, precision/recall)."""
 
     split: str  # train | test | a file name
+    weights: str  # the Inception weights file that made the features
     count: int  # images behind mu and sigma
     mu: np.ndarray  # [2048] float64
     sigma: np.ndarray  # [2048, 2048] float64
@@ -195,14 +208,16 @@ class Reference:
             raise UserError(f"the {split} reference needs at least 2 images, got {len(x)}")
         feats = inception_features(x, weights, device, batch_size, desc=f"Inception, real {split}")
         kept = np.sort(np.random.default_rng(seed).permutation(len(x))[:keep]) if 0 < keep < len(x) else np.arange(len(x))
-        return cls(split, len(x), feats.mean(0), np.cov(feats, rowvar=False), feats[kept].astype(np.float32))
+        return cls(split, weights_id(weights), len(x), feats.mean(0), np.cov(feats, rowvar=False),
+                   feats[kept].astype(np.float32))
 
     def save(self, path: Path) -> None:
         from dreaming_data.io import atomic_path
 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, format=np.array(REFERENCE_FORMAT), split=np.array(self.split), count=np.array(self.count),
+                np.savez(f, format=np.array(REFERENCE_FORMAT), split=np.array(self.split),
+                         weights=np.array(self.weights), count=np.array(self.count),
                          mu=self.mu, sigma=self.sigma, features=self.features)
 
     @classmethod
@@ -213,7 +228,7 @@ class Reference:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != REFERENCE_FORMAT:
                     raise ValueError
-                return cls(str(z["split"]), int(z["count"]), z["mu"], z["sigma"], z["features"])
+                return cls(str(z["split"]), str(z["weights"]), int(z["count"]), z["mu"], z["sigma"], z["features"])
         except FileNotFoundError:
             raise missing(path) from None
         except Exception:
