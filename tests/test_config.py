@@ -71,6 +71,9 @@ def test_cli_check_exit_codes(tmp_path):
 
 BAD_VALUES = [  # (key, bad value, what the message must say)
     ("runtime.num_workers", -1, "between 0 and 1024"),
+    ("runtime.nproc", 0, "between 1 and 1024"),
+    ("runtime.nnodes", 0, "between 1 and 4096"),
+    ("runtime.nnodes", 2, "must be host:port"),
     ("data.image_size", 4, ">= 8"),
     ("data.val_size", 0, ">= 1"),
     ("data.val_size", -5, ">= 1"),
@@ -150,6 +153,21 @@ def test_bad_value_is_one_line_naming_key_and_range(key, value, message):
     text = str(err.value)
     assert "\n" not in text and message in text
     assert key.split(".")[0] in text  # the key (or, for pairs, its partner) is named
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"runtime.nproc": 3}, "ddpm.batch_size"),  # 64
+    ({"runtime.nproc": 2, "runtime.nnodes": 2, "runtime.rdzv_endpoint": "node1:29500",
+      "classifier.resnet18.batch_size": 250}, "classifier.resnet18.batch_size"),
+    ({"runtime.nproc": 4, "classifier.simple_cnn.batch_size": 66}, "classifier.simple_cnn.batch_size"),
+])
+def test_every_global_batch_must_split_over_the_processes(overrides, key):
+    with pytest.raises(UserError, match=re.escape(f"'{key}'") + ".*does not split over runtime.nproc x runtime.nnodes"):
+        parse_params(apply_overrides(default_params(), overrides))
+    # a batch only an architecture that is not trained uses does not count
+    parse_params(apply_overrides(default_params(), {"runtime.nproc": 2}))
+    parse_params(apply_overrides(default_params(), {"runtime.nproc": 8, "classifier.archs": ["simple_cnn"],
+                                                    "classifier.judge": "simple_cnn", "classifier.resnet18.batch_size": 7}))
 
 
 def test_enough_bad_values_are_tried():

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dreaming_data import distributed as dd
 from dreaming_data.errors import UserError
 from dreaming_data.io import atomic_path, load_torch, save_torch
 from dreaming_data.randomness import code_fingerprint
@@ -41,9 +42,13 @@ class ResumeDir:
 
     def open(self) -> bool:
         """Prepare the folder; True when it holds state of this very identity (the run resumes), else it is
-        emptied (saying why when it held something) and False."""
-        manifest = self.folder / "identity.json"
+        emptied (saying why when it held something) and False. With several processes rank 0 does it and the
+        others wait for its answer."""
         self._opened = True
+        return dd.broadcast(self._open() if dd.is_main() else None)
+
+    def _open(self) -> bool:
+        manifest = self.folder / "identity.json"
         if self.folder.is_file() or self.folder.is_symlink():
             self.folder.unlink()
         if self.folder.exists():
@@ -69,7 +74,9 @@ class ResumeDir:
         return self.folder / name
 
     def save_state(self, state: dict) -> None:
-        save_torch(self.path(STATE), {"format": CHECKPOINT_FORMAT, "stage": self.label, **state})
+        """Rank 0 writes ``state`` (the same on every rank, or gathered by the caller)."""
+        if dd.is_main():
+            save_torch(self.path(STATE), {"format": CHECKPOINT_FORMAT, "stage": self.label, **state})
 
     def load_state(self, device: Any) -> dict | None:
         """The saved training state, or None when there is none (or it cannot be read: the run starts over)."""
@@ -86,8 +93,11 @@ class ResumeDir:
         return state
 
     def finish(self) -> None:
-        """The stage's outputs are written: the state has served its purpose."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """The stage's outputs are written: the state has served its purpose (rank 0 deletes it when every rank
+        is done with it)."""
+        dd.barrier()
+        if dd.is_main():
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class StopRequest:
@@ -106,8 +116,9 @@ def graceful_stop(label: str):
         if stop.requested:
             raise KeyboardInterrupt
         stop.requested = True
-        print(f"\n{label}: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        if dd.is_main():
+            print(f"\n{label}: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
 
     try:
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -13,15 +13,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dreaming_data import distributed as dd
 from dreaming_data.checkpoints import ResumeDir, graceful_stop
 from dreaming_data.config import Recipe, RuntimeConfig
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_torch, save_torch
 from dreaming_data.randomness import fingerprint_array, seed_for
 from dreaming_data.runtime import (autocast, maybe_compile, memory_format, numerics, progress_bar, resolve_device,
-                                   restore_states, rng_states, setup_backends)
+                                   restore_states, rng_states, seed_rank, setup_backends, wrap_ddp)
 
 MODEL_FORMAT = "dreaming-data classifier"
+SYNC_EVERY = 10  # with several processes: steps between agreements on stopping (one small all-reduce)
 
 
 class SimpleCNN(nn.Module):
@@ -154,6 +156,10 @@ def train_classifier(
     SGD or AdamW, label smoothing. With ``resume`` (built on ``training_identity``) the state is saved after every
     epoch, and an interrupted run of the same code, configuration and data continues after its last finished epoch.
     ``on_epoch(epoch)`` is called after each epoch's checkpoint.
+
+    Under torchrun (DDP) every rank draws the order and augmentation of the whole batch, as one process does, and
+    computes its share; the loss is scaled so that the averaged gradient is the batch mean's, also for a short last
+    batch. BatchNorm statistics are synchronised over ranks on CUDA (SyncBatchNorm), per rank on the CPU.
     """
     device = resolve_device(runtime)
     setup_backends(device)
@@ -162,6 +168,10 @@ def train_classifier(
     K = len(train.classes)
     fmt = memory_format(device)
     model = build_classifier(arch, C, K, H, cfg.dropout).to(device, memory_format=fmt)
+    world = dd.world_size()
+    if world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # statistics of the global batch, as one process
+    seed_rank(seed_for(seed, 10))
     params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
               {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
@@ -192,13 +202,14 @@ def train_classifier(
     if resume is not None:
         resume.extend(numerics=numerics(device, runtime))
     if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
-        restore_states(ckpt, {"model": model, "optimizer": opt, "scheduler": sched}, gen, device)
         history, start_epoch = list(ckpt["history"]), ckpt["epoch"]
+        restore_states(ckpt, {"model": model, "optimizer": opt, "scheduler": sched}, gen, device, seed_for(seed, 10),
+                       start_epoch * per_epoch)
         print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8 on the device
     y_all = torch.from_numpy(train.y).to(device)
-    fwd = maybe_compile(model, device, runtime)
+    fwd = maybe_compile(wrap_ddp(model, device), device, runtime)
     t0 = time.perf_counter()
     seen = 0
     bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=label, unit="step")
@@ -210,22 +221,26 @@ def train_classifier(
             correct = torch.zeros((), device=device, dtype=torch.int64)
             epoch_seen = 0
             for i in range(min(per_epoch, total - epoch * per_epoch)):
-                if stop.requested:  # the last finished epoch's checkpoint is the consistent state to resume from
-                    bar.close()
+                if (world == 1 or i % SYNC_EVERY == 0) and dd.any_rank(stop.requested)[0]:
+                    bar.close()  # the last finished epoch's checkpoint is the consistent state to resume from
                     raise KeyboardInterrupt
                 idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
                 xb = x_all[idx]
                 if cfg.augment:
                     xb = random_crop_flip(xb, pad=cfg.crop_padding, flip=cfg.hflip, gen=gen)
                 yb = y_all[idx]
-                with autocast(device, runtime):
-                    logits = fwd(normalizer(xb, fmt))
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                if world > 1:
+                    logits, yb, loss, loss_of_share = _share_step(fwd, normalizer, xb, yb, fmt, cfg, device, runtime)
+                else:
+                    with autocast(device, runtime):
+                        logits = fwd(normalizer(xb, fmt))
+                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    loss_of_share = loss.detach() * len(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                loss_sum += loss.detach() * len(idx)
+                loss_sum += loss_of_share
                 correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
                 epoch_seen += len(idx)
@@ -233,19 +248,39 @@ def train_classifier(
             val_acc = (round(float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()), 5)
                        if len(val) else None)
             history.append({"epoch": epoch + 1, "steps": min((epoch + 1) * per_epoch, total),
-                            "train_loss": round(float(loss_sum) / epoch_seen, 5),
-                            "train_acc": round(float(correct) / epoch_seen, 5), "val_acc": val_acc})
+                            "train_loss": round(float(dd.sum_over_ranks(loss_sum)) / epoch_seen, 5),
+                            "train_acc": round(float(dd.sum_over_ranks(correct)) / epoch_seen, 5), "val_acc": val_acc})
             shown = {"loss": f"{history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})
             bar.set_postfix(shown, refresh=False)
             if resume is not None and epoch + 1 < epochs:
                 resume.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "scheduler": sched.state_dict(), **rng_states(gen, device), "history": history,
                                    "epoch": epoch + 1})
+                dd.barrier()  # written before any rank stops
             if on_epoch is not None:
                 on_epoch(epoch + 1)
     bar.close()
     wall = time.perf_counter() - t0
     return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if seen and wall > 0 else None, wall)
+
+
+def _share_step(fwd, normalizer: Normalizer, xb: torch.Tensor, yb: torch.Tensor, fmt, cfg: Recipe,
+                device: torch.device, runtime: RuntimeConfig):
+    """This rank's share of a global batch (DDP): (logits, labels, loss to backpropagate, summed loss for the log).
+
+    The loss is the share's summed cross-entropy x world size / batch size, so that DDP's mean over ranks is the
+    mean over the whole batch even when shares differ by one image; a rank with no image in a short last batch
+    runs the batch's first image with weight 0 (DDP needs every rank in backward)."""
+    part = dd.share(len(yb))
+    weight = 1.0
+    if part.start == part.stop:
+        part, weight = slice(0, 1), 0.0
+    xs, ys = xb[part], yb[part]
+    with autocast(device, runtime):
+        logits = fwd(normalizer(xs, fmt))
+        summed = F.cross_entropy(logits.float(), ys, label_smoothing=cfg.label_smoothing, reduction="sum")
+    loss = summed * (weight * dd.world_size() / len(yb))
+    return logits[:0] if weight == 0 else logits, ys[:0] if weight == 0 else ys, loss, summed.detach() * weight
 
 
 def save_classifier(path, trained: TrainedClassifier, arch: str, cfg: Recipe, image_shape: tuple[int, ...]) -> None:

@@ -26,7 +26,14 @@ class RuntimeConfig:
     device: Literal["auto", "cpu", "cuda"]
     precision: Literal["bf16", "fp32"]  # bf16 autocast is used only on CUDA
     compile: bool  # torch.compile on CUDA
-    num_workers: int  # CPU threads for torch (0 = torch's default)
+    num_workers: int  # CPU threads for torch (0 = torch's default), per process
+    nproc: int  # processes (GPUs) per node for the GPU stages; > 1 launches them with torchrun
+    nnodes: int  # nodes; > 1 launches torchrun on every node of a SLURM allocation with srun
+    rdzv_endpoint: str | None  # host:port where the nodes meet (nnodes > 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc * self.nnodes
 
 
 @dataclass(frozen=True)
@@ -319,7 +326,21 @@ def _validate(p: Params, source: str) -> None:
         need(len(set(values)) == len(values), key, f"must not repeat a value, got {list(values)}")
 
     d, diff = p.data, p.diffusion
-    need(0 <= p.runtime.num_workers <= 1024, "runtime.num_workers", f"must be between 0 and 1024, got {p.runtime.num_workers}")
+    rt = p.runtime
+    need(0 <= rt.num_workers <= 1024, "runtime.num_workers", f"must be between 0 and 1024, got {rt.num_workers}")
+    need(1 <= rt.nproc <= 1024, "runtime.nproc", f"must be between 1 and 1024, got {rt.nproc}")
+    need(1 <= rt.nnodes <= 4096, "runtime.nnodes", f"must be between 1 and 4096, got {rt.nnodes}")
+    if rt.nnodes > 1:
+        host, _, port = (rt.rdzv_endpoint or "").rpartition(":")
+        need(bool(host) and port.isdigit(), "runtime.rdzv_endpoint",
+             f"must be host:port (the first node, where the processes meet) when runtime.nnodes > 1, got "
+             f"{rt.rdzv_endpoint!r}")
+    if rt.world_size > 1:  # every process takes an equal share of each global batch
+        splits = [("ddpm.batch_size", p.ddpm.batch_size)]
+        splits += [(f"classifier.{a}.batch_size", p.classifier.recipe(a).batch_size) for a in p.classifier.archs]
+        for key, size in splits:
+            need(size % rt.world_size == 0, key, f"{size} does not split over runtime.nproc x runtime.nnodes = "
+                 f"{rt.world_size} processes; use a multiple of {rt.world_size}")
     at_least("data.image_size", d.image_size, 8)
     at_least("data.val_size", d.val_size, 1)
     need(d.train_per_class is None or d.train_per_class >= 1, "data.train_per_class", f"must be >= 1 or null, got {d.train_per_class}")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from dreaming_data import distributed as dd
 from dreaming_data.checkpoints import ResumeDir, graceful_stop
 from dreaming_data.config import DDPMConfig, DiffusionConfig, Params, RuntimeConfig, UNetConfig
 from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, training_loss
@@ -16,12 +17,13 @@ from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_torch, save_torch
 from dreaming_data.randomness import fingerprint_array, seed_for
 from dreaming_data.runtime import (autocast, maybe_compile, memory_format, numerics, progress_bar, resolve_device,
-                                   restore_states, rng_states, setup_backends)
+                                   restore_states, rng_states, seed_rank, setup_backends, wrap_ddp)
 from dreaming_data.unet import UNet, count_parameters
 
 MODEL_FORMAT = "dreaming-data ddpm"
 # The diffusion settings a trained model depends on (and records); guidance and variance are sampling choices.
 PROCESS_KEYS = ("timesteps", "beta_start", "beta_end", "cosine_s", "p_uncond")
+SYNC_EVERY = 10  # with several processes: steps between agreements on stopping and saving (one small all-reduce)
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,14 @@ def training_identity(p: Params, schedule: str, train: ImageSet) -> dict:
 
 
 def train_step(p: Params, model: UNet, fwd, ema: UNet, opt: torch.optim.Optimizer, sched: Schedule,
-               x0: torch.Tensor, y: torch.Tensor, step: int, gen: torch.Generator) -> torch.Tensor:
+               x0: torch.Tensor, y: torch.Tensor, step: int, gen: torch.Generator, part: slice | None = None
+               ) -> torch.Tensor:
     """One optimizer step of Algorithm 1 (classifier-free label dropout, bf16 autocast on CUDA), gradient
-    clipping, Adam, then the EMA update. ``fwd`` is ``model`` or its compiled form. Returns the loss (on device)."""
+    clipping, Adam, then the EMA update. ``fwd`` is ``model``, its DDP wrapper or their compiled form; with DDP,
+    x0 and y are the global batch and ``part`` this rank's share. Returns this rank's loss (on device)."""
     device = x0.device
     with autocast(device, p.runtime):
-        loss = training_loss(fwd, sched, x0, y, model.num_classes, p.diffusion.p_uncond, gen)
+        loss = training_loss(fwd, sched, x0, y, model.num_classes, p.diffusion.p_uncond, gen, part)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), p.ddpm.grad_clip)
@@ -102,6 +106,11 @@ def train_ddpm(
     same code, configuration and data left there, and saves its state every ``ddpm.checkpoint_minutes`` and when
     stopped by Ctrl-C or SIGTERM (at a step boundary, so a resumed run ends with exactly the weights of an
     uninterrupted one). ``on_step(step)`` is called after each optimizer step.
+
+    Under torchrun (DDP) every rank draws the randomness of the whole batch of ``ddpm.batch_size`` images, as one
+    process does, and computes the loss of its share; gradients are averaged over ranks, so the weights are those
+    of one process up to float rounding (and, with dropout, other masks on ranks > 0). Stop and checkpoint
+    decisions are agreed every ``SYNC_EVERY`` steps.
     """
     cfg: DDPMConfig = p.ddpm
     device = resolve_device(p.runtime)
@@ -111,6 +120,7 @@ def train_ddpm(
     sched = make_schedule(p.diffusion, schedule).to(device)
     model = build_unet(p.unet, train.x.shape[1:], num_classes).to(device, memory_format=memory_format(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    seed_rank(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, 1))
 
@@ -124,24 +134,27 @@ def train_ddpm(
     if resume is not None:
         resume.extend(numerics=numerics(device, p.runtime))
     if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
-        restore_states(ckpt, {"model": model, "ema": ema, "optimizer": opt}, gen, device)
         step, epoch_losses, loss_sum = ckpt["step"], list(ckpt["epoch_losses"]), ckpt["loss_sum"]
+        restore_states(ckpt, {"model": model, "ema": ema, "optimizer": opt}, gen, device, cfg.seed, step)
         print(f"resuming {schedule} from {resume.folder} at step {step}/{total}")
     resumed_from = step
 
-    def save() -> None:
+    def save() -> None:  # every rank calls it: the generators and the loss so far are gathered
+        states, mean_loss_sum = rng_states(gen, device), float(dd.mean_over_ranks(torch.as_tensor(loss_sum)))
         if resume is not None:
             resume.save_state({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                               **rng_states(gen, device), "step": step, "epoch_losses": epoch_losses,
-                               "loss_sum": float(loss_sum)})
+                               **states, "step": step, "epoch_losses": epoch_losses, "loss_sum": mean_loss_sum})
+        dd.barrier()  # written before any rank goes on (or stops)
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8, kept on the device
     y_all = torch.from_numpy(train.y).to(device)
-    fwd = maybe_compile(model, device, p.runtime)
+    part = dd.share(cfg.batch_size) if dd.world_size() > 1 else None
+    fwd = maybe_compile(wrap_ddp(model, device), device, p.runtime)
     model.train()
     t_start = time.perf_counter()
     last_save = time.monotonic()
     perm = None
+    sync_every = 1 if dd.world_size() == 1 else SYNC_EVERY
     bar = progress_bar(total=total, initial=step, desc=label, unit="step")
     with graceful_stop(label) as stop:
         while step < total:
@@ -155,25 +168,29 @@ def train_ddpm(
             if cfg.hflip:
                 flip = torch.rand(len(idx), device=device, generator=gen) < 0.5
                 x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
-            loss = train_step(p, model, fwd, ema, opt, sched, x0, y_all[idx], step, gen)
+            loss = train_step(p, model, fwd, ema, opt, sched, x0, y_all[idx], step, gen, part)
             step += 1
             loss_sum = loss_sum + loss.detach()  # stays on the device: no sync per step
             if step % steps_per_epoch == 0:
-                epoch_losses.append(float(loss_sum) / steps_per_epoch)
+                epoch_losses.append(float(dd.mean_over_ranks(loss_sum)) / steps_per_epoch)
                 loss_sum = 0.0
             bar.update(1)
-            if step % 10 == 0 or step == total:
+            if dd.is_main() and (step % 10 == 0 or step == total):
                 elapsed = time.perf_counter() - t_start
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{(step - resumed_from) * cfg.batch_size / elapsed:.0f}",
                                 refresh=False)
             if on_step is not None:
                 on_step(step)
-            if stop.requested:
+            if step % sync_every and step < total:
+                continue
+            due = step < total and time.monotonic() - last_save > cfg.checkpoint_minutes * 60
+            stop_now, save_now = dd.any_rank(stop.requested, due and dd.is_main())  # rank 0's clock decides
+            if stop_now:
                 save()
                 bar.close()
                 print(f"{label}: stopped at step {step}/{total}; state saved in {resume.folder if resume else 'nowhere'}")
                 raise KeyboardInterrupt
-            if step < total and time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+            if save_now:
                 save()
                 last_save = time.monotonic()
     bar.close()

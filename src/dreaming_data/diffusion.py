@@ -114,11 +114,13 @@ def training_loss(
     null_class: int,
     p_uncond: float,
     generator: torch.Generator | None = None,
+    part: slice | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 with L_simple (eq. 14): ||eps - eps_theta(x_t, t, y)||^2, mean over all elements.
 
     Classifier-free guidance training (Ho & Salimans, Algorithm 1): each label is replaced by ``null_class``
-    with probability ``p_uncond``. x0: [B, C, H, W] in [-1, 1]; y: [B] int64.
+    with probability ``p_uncond``. x0: [B, C, H, W] in [-1, 1]; y: [B] int64. With ``part`` (DDP), t, the noise
+    and the label dropout are drawn for the whole batch, as one process would, and the loss is of ``part`` alone.
     """
     B = x0.shape[0]
     dev = x0.device
@@ -126,6 +128,8 @@ def training_loss(
     noise = torch.randn(x0.shape, device=dev, generator=generator, dtype=x0.dtype)
     drop = torch.rand(B, device=dev, generator=generator) < p_uncond
     y = torch.where(drop, torch.full_like(y, null_class), y)
+    if part is not None:
+        x0, y, t, noise = x0[part], y[part], t[part], noise[part]
     eps = model(q_sample(s, x0, t, noise), t, y)
     return F.mse_loss(eps.float(), noise.float())
 

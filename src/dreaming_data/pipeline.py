@@ -6,8 +6,12 @@ points; ``dvc.yaml`` names the same paths.
 
 from __future__ import annotations
 
-from dreaming_data import paths
+from dreaming_data import distributed as dd, paths
 from dreaming_data.config import Params
+from dreaming_data.runner import distributed
+
+# Stages marked @distributed run in runtime.nproc x runtime.nnodes processes under torchrun (DDP training,
+# sampling and Inception features shared out); every rank runs the function, rank 0 alone writes.
 
 
 def download(p: Params) -> None:
@@ -26,6 +30,7 @@ def _check_schedule(p: Params, schedule: str) -> None:
         raise UserError(f"schedule {schedule!r} is not in ddpm.schedules {list(p.ddpm.schedules)}")
 
 
+@distributed
 def train_ddpm(p: Params, schedule: str) -> None:
     import pandas as pd
 
@@ -39,18 +44,19 @@ def train_ddpm(p: Params, schedule: str) -> None:
     stage = f"train_ddpm@{schedule}"
     resume = ResumeDir(paths.resume_dir(stage), training_identity(p, schedule, train_set), stage)
     ema, r = train(p, schedule, train_set, resume)
-    save_ddpm(paths.ddpm_model(schedule), ema, p, schedule, train_set)
-    write_csv(pd.DataFrame({"epoch": range(1, len(r.epoch_losses) + 1), "loss": r.epoch_losses}),
-              paths.PLOTS / "ddpm" / f"loss-{schedule}.csv")
-    write_json(paths.METRICS / f"ddpm-{schedule}.json", {
-        "schedule": schedule,
-        "final_loss": None if r.final_loss is None else round(r.final_loss, 6),
-        "images_per_s": None if r.images_per_s is None else round(r.images_per_s, 2),
-        "wall_s": round(r.wall_s, 2),
-        "parameters": r.parameters,
-        "steps": r.steps,
-        "resumed_from_step": r.resumed_from,
-    })
+    if dd.is_main():
+        save_ddpm(paths.ddpm_model(schedule), ema, p, schedule, train_set)
+        write_csv(pd.DataFrame({"epoch": range(1, len(r.epoch_losses) + 1), "loss": r.epoch_losses}),
+                  paths.PLOTS / "ddpm" / f"loss-{schedule}.csv")
+        write_json(paths.METRICS / f"ddpm-{schedule}.json", {
+            "schedule": schedule,
+            "final_loss": None if r.final_loss is None else round(r.final_loss, 6),
+            "images_per_s": None if r.images_per_s is None else round(r.images_per_s, 2),
+            "wall_s": round(r.wall_s, 2),
+            "parameters": r.parameters,
+            "steps": r.steps,
+            "resumed_from_step": r.resumed_from,
+        })
     resume.finish()
     speed = "" if r.images_per_s is None else f", {r.images_per_s:.0f} img/s"
     print(f"ddpm {schedule}: final epoch loss {r.final_loss:.4f}{speed}, {r.wall_s:.0f} s")
@@ -75,6 +81,7 @@ def sample_noise(p: Params) -> None:
              paths.PLOTS / "samples" / "noise.png")
 
 
+@distributed
 def sample_grid(p: Params, schedule: str, steps: int) -> None:
     from dreaming_data.errors import UserError
     from dreaming_data.sampling import sample_grid as grid, save_png
@@ -83,7 +90,8 @@ def sample_grid(p: Params, schedule: str, steps: int) -> None:
     if steps not in p.sample.steps:
         raise UserError(f"steps {steps} is not in sample.steps {list(p.sample.steps)}")
     picture, wall = grid(_sampler(p, schedule), steps, p.sample.columns, p.sample.seed, p.sample.batch_size)
-    save_png(picture, paths.PLOTS / "samples" / f"{schedule}-{steps}.png")
+    if dd.is_main():
+        save_png(picture, paths.PLOTS / "samples" / f"{schedule}-{steps}.png")
     print(f"grid {schedule} x {steps} steps: {wall:.1f} s")
 
 
@@ -104,19 +112,21 @@ def _generate(p: Params, stage: str, schedule: str, per_class: int, steps: int, 
     return images, timing, resume
 
 
+@distributed
 def generate(p: Params) -> None:
     from dreaming_data.io import save_images, write_json
     from dreaming_data.sampling import preview, save_png
 
     g = p.generate
     images, timing, resume = _generate(p, "generate", g.schedule, g.per_class, g.steps, g.seed)
-    save_images(paths.GENERATED / "synthetic.npz", images)
-    save_png(preview(images, p.sample.columns), paths.PLOTS / "samples" / "generated-preview.png")
-    write_json(paths.METRICS / "generate.json", {"schedule": g.schedule, "sampler": p.diffusion.sampler,
-                                                 "steps": g.steps, "per_class": g.per_class, "total": len(images),
-                                                 **timing})
+    if dd.is_main():
+        save_images(paths.GENERATED / "synthetic.npz", images)
+        save_png(preview(images, p.sample.columns), paths.PLOTS / "samples" / "generated-preview.png")
+        write_json(paths.METRICS / "generate.json", {"schedule": g.schedule, "sampler": p.diffusion.sampler,
+                                                     "steps": g.steps, "per_class": g.per_class,
+                                                     "total": len(images), **timing})
     resume.finish()
-    print(f"generated {len(images)} images ({g.schedule}, {p.diffusion.sampler}, {g.steps} steps)")
+    print(f"generated {0 if images is None else len(images)} images ({g.schedule}, {p.diffusion.sampler}, {g.steps} steps)")
 
 
 def _judge(p: Params, device, images, what: str):
@@ -184,20 +194,22 @@ def _train(p: Params, arch: str, variant: str, seed: int, stage: str, train_set,
     recipe = p.classifier.recipe(arch)
     resume = ResumeDir(paths.resume_dir(stage), training_identity(arch, recipe, train_set, val, seed, steps), stage)
     trained = train(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}")
-    save_classifier(paths.classifier_model(name), trained, arch, recipe, train_set.x.shape[1:])
-    write_csv(pd.DataFrame(trained.history), paths.PLOTS / "classifier" / f"{name}.csv")
-    val_accs = [h["val_acc"] for h in trained.history if h["val_acc"] is not None]
-    write_json(paths.METRICS / "train" / f"{name}.json", {
-        "arch": arch, "variant": variant, "optimizer_steps": steps,
-        "epochs": round(steps / steps_per_epoch(len(train_set), recipe.batch_size), 3),
-        "final_val_acc": trained.history[-1]["val_acc"], "best_val_acc": max(val_accs, default=None),
-        "train_images": len(train_set), "synthetic_images": int(train_set.synthetic.sum()),
-        "images_per_s": None if trained.images_per_s is None else round(trained.images_per_s, 1),
-        "wall_s": round(trained.wall_s, 2)})
+    if dd.is_main():
+        save_classifier(paths.classifier_model(name), trained, arch, recipe, train_set.x.shape[1:])
+        write_csv(pd.DataFrame(trained.history), paths.PLOTS / "classifier" / f"{name}.csv")
+        val_accs = [h["val_acc"] for h in trained.history if h["val_acc"] is not None]
+        write_json(paths.METRICS / "train" / f"{name}.json", {
+            "arch": arch, "variant": variant, "optimizer_steps": steps,
+            "epochs": round(steps / steps_per_epoch(len(train_set), recipe.batch_size), 3),
+            "final_val_acc": trained.history[-1]["val_acc"], "best_val_acc": max(val_accs, default=None),
+            "train_images": len(train_set), "synthetic_images": int(train_set.synthetic.sum()),
+            "images_per_s": None if trained.images_per_s is None else round(trained.images_per_s, 1),
+            "wall_s": round(trained.wall_s, 2)})
     resume.finish()
     print(f"classifier {name}: val acc {trained.history[-1]['val_acc']} after {steps} optimizer steps")
 
 
+@distributed
 def train_classifier(p: Params, arch: str, variant: str, seed: int) -> None:
     """``baseline`` or ``augmented``: the recipe's epochs over the variant's own training set."""
     from dreaming_data.classifier import training_steps
@@ -212,6 +224,7 @@ def train_classifier(p: Params, arch: str, variant: str, seed: int) -> None:
            training_steps(p.classifier.recipe(arch), len(train_set)))
 
 
+@distributed
 def train_matched(p: Params, arch: str, seed: int) -> None:
     """``baseline_matched``: the real images only, for as many optimizer steps as ``augmented`` takes (its recipe's
     epochs over the merged set), so that augmented - baseline_matched compares at equal cost."""
@@ -323,6 +336,7 @@ def _cell(schedule: str, sampler: str, steps: int) -> str:
     return f"{schedule}-{sampler}-{steps}"
 
 
+@distributed
 def fid_reference(p: Params) -> None:
     """Inception statistics of the real split named by ``eval.fid_reference``, computed once for every score."""
     import numpy as np
@@ -338,11 +352,13 @@ def fid_reference(p: Params) -> None:
         real = load_images(paths.prepared("test")).x
     ref = Reference.of(real, e.fid_reference, e.fid_weights, resolve_device(p.runtime), e.batch_size,
                        e.reference_features, e.seed)
-    ref.save(paths.REFERENCE)
+    if dd.is_main():
+        ref.save(paths.REFERENCE)
     print(f"fid_reference: {e.fid_reference} split, statistics of {ref.count} images, features of "
           f"{len(ref.features)} kept for KID and precision/recall ({np.prod(ref.sigma.shape)} covariance entries)")
 
 
+@distributed
 def ablation_sample(p: Params, schedule: str, sampler: str, steps: int) -> None:
     from dreaming_data.errors import UserError
     from dreaming_data.io import save_images, write_json
@@ -352,12 +368,14 @@ def ablation_sample(p: Params, schedule: str, sampler: str, steps: int) -> None:
     if schedule not in a.schedules or sampler not in a.samplers or steps not in a.steps:
         raise UserError(f"cell {cell} is not in ablation.schedules x ablation.samplers x ablation.steps")
     images, timing, resume = _generate(p, f"ablation_sample@{cell}", schedule, a.per_class, steps, a.seed, sampler)
-    save_images(paths.ABLATION / f"{cell}.npz", images)
-    write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
-               {"schedule": schedule, "sampler": sampler, "steps": steps, **timing})
+    if dd.is_main():
+        save_images(paths.ABLATION / f"{cell}.npz", images)
+        write_json(paths.METRICS / "ablation" / f"sampling-{cell}.json",
+                   {"schedule": schedule, "sampler": sampler, "steps": steps, **timing})
     resume.finish()
 
 
+@distributed
 def ablation(p: Params) -> dict:
     import numpy as np
     import pandas as pd
@@ -419,6 +437,8 @@ def ablation(p: Params) -> dict:
               "fid_note": "FID with few images is biased upward; compare only cells of equal sample counts (KID is "
                           "unbiased)",
               "cas_real": round(cas_real, 5), "cas_real_images": len(real_sub), "cells": cells}
+    if not dd.is_main():
+        return result
     write_json(paths.METRICS / "ablation.json", result)
     frame = pd.DataFrame(rows)
     write_csv(frame, paths.PLOTS / "ablation" / "ablation.csv")

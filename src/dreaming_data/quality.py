@@ -99,17 +99,20 @@ def full_fp32():
 
 def inception_features(x: np.ndarray, weights: str | Path | None, device: torch.device, batch_size: int,
                        desc: str = "Inception", net: InceptionFeatures | None = None) -> np.ndarray:
-    """uint8 images [N, H, W, C] -> pool3 features [N, 2048] float64, ``batch_size`` images at a time (TF32 off)."""
+    """uint8 images [N, H, W, C] -> pool3 features [N, 2048] float64, ``batch_size`` images at a time (TF32 off).
+    With several processes each computes its share and every rank gets all features."""
+    from dreaming_data import distributed as dd
     from dreaming_data.runtime import progress_bar
 
     net = (net or InceptionFeatures(weights)).to(device)
-    out = np.zeros((len(x), InceptionFeatures.num_features), dtype=np.float64)
-    with full_fp32(), progress_bar(total=len(x), desc=desc, unit="img", leave=False) as bar:
-        for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device).permute(0, 3, 1, 2)
-            out[start:start + len(xb)] = net(xb).double().cpu().numpy()
+    mine = x[dd.share(len(x))]
+    out = np.zeros((len(mine), InceptionFeatures.num_features), dtype=np.float32)  # the network's own precision
+    with full_fp32(), progress_bar(total=len(mine), desc=desc, unit="img", leave=False) as bar:
+        for start in range(0, len(mine), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(mine[start:start + batch_size])).to(device).permute(0, 3, 1, 2)
+            out[start:start + len(xb)] = net(xb).float().cpu().numpy()
             bar.update(len(xb))
-    return out
+    return np.concatenate(dd.gather(out)).astype(np.float64)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -252,12 +255,18 @@ class Scorer:
         return frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.reference.mu, self.reference.sigma)
 
     def score(self, x: np.ndarray) -> dict:
+        """FID, KID and precision/recall of ``x``; with several processes all extract features and rank 0 scores."""
+        from dreaming_data import distributed as dd
+
         feats = self.features(x)
+        return dd.broadcast(self._score(feats) if dd.is_main() else None)
+
+    def _score(self, feats: np.ndarray) -> dict:
         real = self.reference.features.astype(np.float64)
         kid_mean, kid_std = kid(real, feats, self.seed)
         precision, recall = precision_recall(real, feats)
         return {"fid": self.fid(feats), "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
-                "images": len(x), "reference_images": self.reference.count, "reference_features": len(real)}
+                "images": len(feats), "reference_images": self.reference.count, "reference_features": len(real)}
 
 
 class FID:

@@ -1,4 +1,5 @@
-"""What every stage script shares: load params, run the stage function, turn a user mistake into one line."""
+"""What every stage script shares: load params, run the stage function (under torchrun when it asks for several
+processes), turn a user mistake into one line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 from dreaming_data.config import load_params
 from dreaming_data.errors import UserError
 
+STAGES = Path("stages")  # the stage scripts, relative to the project root (the working directory)
+
 
 def fail(message: str) -> None:
     """Print ``message`` as one line on stderr and exit 2."""
@@ -17,12 +20,40 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def distributed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a stage function that runs in ``runtime.nproc x runtime.nnodes`` processes (DDP, sharded sampling)."""
+    fn.distributed = True
+    return fn
+
+
+def script_args(fn: Callable[..., Any], params_path: str | Path, kwargs: dict) -> list[str]:
+    """The stage script of ``fn`` with its arguments: ``stages/<name>.py ARGS... --params PATH``."""
+    return [str(STAGES / f"{fn.__name__}.py"), *map(str, kwargs.values()), "--params", str(params_path)]
+
+
 def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", **kwargs: Any) -> Any:
-    """Load params, call the stage function ``fn(params, **kwargs)``; a ``UserError`` becomes one line, exit 2."""
+    """Load params, call the stage function ``fn(params, **kwargs)``; a ``UserError`` becomes one line, exit 2.
+
+    A stage marked ``distributed`` with ``runtime.nproc x runtime.nnodes > 1`` is relaunched under torchrun (the
+    same script, one process per GPU) and this process waits for it."""
+    from dreaming_data import distributed as dd
+
+    import os
+
+    worker = dd.in_worker()
+    silent = worker and os.environ.get("RANK", "0") != "0"  # rank 0 says it; the launcher names a rank failing alone
     try:
         params = load_params(params_path)
-        return fn(params, **kwargs)
+        if getattr(fn, "distributed", False) and params.runtime.world_size > 1 and not worker:
+            label = fn.__name__ + ("@" + "-".join(map(str, kwargs.values())) if kwargs else "")
+            return dd.launch(params.runtime, label, script_args(fn, params_path, kwargs))
+        with dd.session(params.runtime):
+            return fn(params, **kwargs)
     except UserError as exc:
+        if silent:
+            raise SystemExit(2) from None
         fail(str(exc))
     except KeyboardInterrupt:
+        if worker:  # the launcher says it
+            raise SystemExit(2) from None
         fail("interrupted; rerun the stage to resume from its last checkpoint")

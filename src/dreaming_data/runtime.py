@@ -7,8 +7,10 @@ import os
 
 import torch
 
+from dreaming_data import distributed as dd
 from dreaming_data.config import RuntimeConfig
 from dreaming_data.errors import UserError
+from dreaming_data.randomness import seed_for
 
 
 def resolve_device(cfg: RuntimeConfig) -> torch.device:
@@ -16,9 +18,11 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
         torch.set_num_threads(cfg.num_workers)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("runtime.device: cuda requested but torch sees no CUDA device (use auto or cpu)")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda" and dd.world_size() > 1:
+        return torch.device("cuda", dd.local_rank())  # one GPU per process
+    return device
 
 
 def numerics(device: torch.device, cfg: RuntimeConfig) -> dict:
@@ -48,19 +52,48 @@ def maybe_compile(module: torch.nn.Module, device: torch.device, cfg: RuntimeCon
 
 
 def rng_states(gen: torch.Generator, device: torch.device) -> dict:
-    """Every generator a training loop draws from: its own ``gen`` and the global ones (dropout)."""
-    return {"generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+    """Every generator a training loop draws from: its own ``gen`` (the same on every rank) and each rank's global
+    ones (dropout), gathered from all ranks: a collective, every rank calls it."""
+    mine = {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {"generator": gen.get_state(), "rank_rng": dd.gather(mine)}
 
 
-def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch.device) -> None:
-    """Load each of ``parts`` (name -> module, optimizer or scheduler) from ``state``, then the generators."""
+def seed_rank(seed: int, step: int = 0) -> None:
+    """Ranks other than 0 draw their own dropout masks: reseed their global generators from (seed, rank, step).
+    Rank 0 keeps its stream, so one process trains exactly as without DDP."""
+    if dd.rank() > 0:
+        torch.manual_seed(seed_for(seed, 3, dd.rank(), step))
+
+
+def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch.device, seed: int, step: int) -> None:
+    """Load each of ``parts`` (name -> module, optimizer or scheduler) from ``state``, then the generators: this
+    rank's saved global ones, or, for a rank the saved run did not have, fresh ones from (seed, rank, step)."""
     for name, part in parts.items():
         part.load_state_dict(state[name])
     gen.set_state(state["generator"].cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    saved = state["rank_rng"]
+    if dd.rank() < len(saved):
+        torch.set_rng_state(saved[dd.rank()]["torch"].cpu())
+        if device.type == "cuda" and saved[dd.rank()]["cuda"] is not None:
+            torch.cuda.set_rng_state(saved[dd.rank()]["cuda"].cpu(), device)
+    else:
+        seed_rank(seed, step)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``model`` with several processes (gradients averaged over ranks in backward,
+    rank 0's weights broadcast at the start); ``model`` itself with one."""
+    if dd.world_size() == 1:
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # 1x1 convolutions' gradients come in another (equivalent) stride order than DDP's buckets: harmless
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)
 
 
 def setup_backends(device: torch.device) -> None:
@@ -71,10 +104,11 @@ def setup_backends(device: torch.device) -> None:
 
 
 def progress_bar(**kwargs):
-    """A tqdm bar that redraws often on a terminal and every 10 s in a log (DVC, CI)."""
+    """A tqdm bar that redraws often on a terminal and every 10 s in a log (DVC, CI); shown by rank 0 only."""
     import sys
 
     from tqdm.auto import tqdm
 
     interactive = sys.stderr.isatty()
-    return tqdm(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, **kwargs)
+    return tqdm(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, disable=not dd.is_main(),
+                **kwargs)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm  # noqa: F401 (type of the progress bars)
 
+from dreaming_data import distributed as dd
 from dreaming_data.checkpoints import ResumeDir
 from dreaming_data.config import DiffusionConfig, RuntimeConfig
 from dreaming_data.ddpm import LoadedDDPM
@@ -78,12 +79,14 @@ class Sampler:
     def images(self, y: torch.Tensor, index: torch.Tensor, seed: int, steps: int, batch_size: int,
                bar: tqdm | None = None) -> np.ndarray:
         """Images ``index`` of classes ``y`` under ``seed`` ([B] each), sampled ``batch_size`` at a time:
-        [B, H, W, C] uint8, the same bytes whatever ``batch_size``."""
-        keys = image_keys(seed, y, index)
+        [B, H, W, C] uint8, the same bytes whatever ``batch_size`` and number of processes (each samples its share;
+        every rank gets all)."""
+        mine = dd.share(len(y))
+        y, keys = y[mine], image_keys(seed, y, index)[mine]
         out = [self(y[s:s + batch_size], keys[s:s + batch_size], steps, bar).numpy()
                for s in range(0, len(y), batch_size)]
         H, W, C = self.ddpm.image_shape
-        return np.concatenate(out) if out else np.zeros((0, H, W, C), dtype=np.uint8)
+        return np.concatenate(dd.gather(np.concatenate(out) if out else np.zeros((0, H, W, C), dtype=np.uint8)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -152,12 +155,16 @@ def chunk_name(c: int, start: int, n: int) -> str:
 
 
 def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size: int, chunk_size: int,
-             resume: ResumeDir, label: str = "generate") -> tuple[ImageSet, dict]:
+             resume: ResumeDir, label: str = "generate") -> tuple[ImageSet | None, dict]:
     """Generate images 0 .. ``per_class`` - 1 of every class, saved a chunk at a time in ``resume``'s folder.
 
     A chunk is ``chunk_size`` consecutive images of one class; an interrupted run of the same identity keeps its
     finished chunks and samples only the rest. ``batch_size`` images are sampled together (classes mix). The
-    caller deletes the folder (``resume.finish()``) once the result is written. Returns the images and timing.
+    caller deletes the folder (``resume.finish()``) once the result is written. Returns the images (None on ranks
+    other than 0) and timing.
+
+    With several processes the chunks still to do are dealt out in turn; each rank writes its own chunk files, and
+    rank 0 assembles them all once every rank is done. The bytes are the same for any number of processes.
     """
     classes = sampler.ddpm.classes
     H, W, C = sampler.ddpm.image_shape
@@ -173,16 +180,19 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
             return False
         return a is not None and a.dtype == np.uint8 and a.shape == (chunk[2], H, W, C)
 
-    todo = [ch for ch in chunks if not finished(ch)]
+    todo = dd.broadcast([ch for ch in chunks if not finished(ch)] if dd.is_main() else None)
     if len(todo) < len(chunks):
         print(f"{label}: resuming, {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
+    total = sum(n for _, _, n in todo)
+    todo = todo[dd.rank()::dd.world_size()]
     y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, _, n in todo] or [torch.zeros(0, dtype=torch.int64)])
     index = torch.cat([torch.arange(start, start + n) for _, start, n in todo] or [torch.zeros(0, dtype=torch.int64)])
     keys = image_keys(seed, y, index)
     pending: list[np.ndarray] = []  # sampled rows not yet saved, in the order of ``todo``
     waiting = list(todo)
     t0 = time.perf_counter()
-    with progress_bar(total=len(y), desc=label, unit="img", bar_format=BAR_FORMAT) as bar:
+    share = "" if dd.world_size() == 1 else f" (rank 0's share of {dd.world_size()})"
+    with progress_bar(total=len(y), desc=label + share, unit="img", bar_format=BAR_FORMAT) as bar:
         for s in range(0, len(y), batch_size):
             pending.append(sampler(y[s:s + batch_size], keys[s:s + batch_size], steps, bar).numpy())
             rows = np.concatenate(pending)
@@ -193,12 +203,15 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
                         np.save(f, rows[:chunk[2]])
                 rows = rows[chunk[2]:]
             pending = [rows]
+    dd.barrier()  # every rank's chunks are written
     wall = time.perf_counter() - t0
+    timing = {"images": total, "wall_s": round(wall, 3),
+              "images_per_s": round(total / wall, 2) if total and wall > 0 else None}
+    if not dd.is_main():
+        return None, timing
     xs = [np.load(resume.path(chunk_name(*ch))) for ch in chunks]
     ys = [np.full(n, c, dtype=np.int64) for c, _, n in chunks]
     images = ImageSet(np.concatenate(xs), np.concatenate(ys), classes, np.ones(sum(map(len, ys)), dtype=bool))
-    timing = {"images": len(y), "wall_s": round(wall, 3),
-              "images_per_s": round(len(y) / wall, 2) if len(y) and wall > 0 else None}
     return images, timing
 
 

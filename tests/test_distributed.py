@@ -1,0 +1,223 @@
+"""Several processes per stage: the real stage scripts under torchrun with 2 CPU processes (gloo), against the same
+scripts in one process, on tiny digits configurations."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, stage_env, tiny_params, write_params
+from dreaming_data import distributed as dd, pipeline
+from dreaming_data.config import parse_params
+from dreaming_data.runner import script_args
+
+# Each process one thread (2 cores); no dropout, so that 2 processes compute what 1 does up to float rounding.
+EXACT = {"runtime.num_workers": 1, "unet.dropout": 0.0, "classifier.simple_cnn.dropout": 0.0}
+
+# A sitecustomize.py that logs every file written through atomic_path (every output and checkpoint) with the rank.
+WRITE_LOG = '''
+import contextlib, os
+log = os.environ.get("DD_WRITE_LOG")
+if log:
+    import dreaming_data.io as io
+    _atomic = io.atomic_path
+
+    @contextlib.contextmanager
+    def atomic_path(path):
+        with _atomic(path) as tmp:
+            yield tmp
+        with open(log, "a") as f:
+            f.write(f"{os.environ.get('RANK', 'launcher')} {path}\\n")
+
+    io.atomic_path = atomic_path
+'''
+
+
+def test_shares_cover_the_range_in_order():
+    for n in range(0, 12):
+        for parts in range(1, 5):
+            shares = [dd.share(n, parts, i) for i in range(parts)]
+            assert [i for s in shares for i in range(n)[s]] == list(range(n))
+            sizes = [s.stop - s.start for s in shares]
+            assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_the_multi_node_recipe_runs_torchrun_on_every_node():
+    runtime = parse_params(tiny_params(**{"runtime.nproc": 2, "runtime.nnodes": 2,
+                                          "runtime.rdzv_endpoint": "node1:29500"})).runtime
+    cmd = dd.launch_command(runtime, "generate", ["stages/generate.py", "--params", "p.yaml"])
+    assert cmd[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    assert cmd[5:7] == ["-m", "torch.distributed.run"]
+    assert {"--nproc-per-node=2", "--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node1:29500",
+            "--rdzv-id=generate"} <= set(cmd)
+    assert cmd[-3:] == ["stages/generate.py", "--params", "p.yaml"]
+    local = dd.torchrun_args(parse_params(tiny_params(**{"runtime.nproc": 4})).runtime, "x", ["s.py"])
+    assert local == ["--nproc-per-node=4", "--nnodes=1", "--standalone", "s.py"]
+
+
+def test_every_distributed_stage_relaunches_its_own_script_with_its_arguments():
+    """The launcher runs stages/<function>.py with the matrix arguments in the order its main() takes them."""
+    import importlib.util
+
+    calls = [c for c in pipeline.stage_calls(parse_params(tiny_params())) if getattr(c[1], "distributed", False)]
+    assert {fn.__name__ for _, fn, _ in calls} == {"train_ddpm", "sample_grid", "generate", "train_classifier",
+                                                   "train_matched", "fid_reference", "ablation_sample", "ablation"}
+    for _, fn, kwargs in calls:
+        args = script_args(fn, "p.yaml", kwargs)
+        spec = importlib.util.spec_from_file_location("stage", ROOT / args[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert list(inspect.signature(module.main).parameters) == [*kwargs, "params"]
+        assert args[1:] == [*map(str, kwargs.values()), "--params", "p.yaml"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real processes
+
+
+def stage(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(Path("stages") / f"{name}.py"), *args]
+
+
+def run(cmd, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env or stage_env(), timeout=600)
+    if ok:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def project(root: Path, **overrides) -> Path:
+    """A project folder: the stage scripts (linked), params with ``overrides``, and the data stage's outputs."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stages").symlink_to(ROOT / "stages")
+    write_params(root / "params.yaml", tiny_params(**EXACT | overrides))
+    run(stage("download"), root)
+    return root
+
+
+def with_nproc(root: Path, n: int, **overrides) -> None:
+    write_params(root / "params.yaml", tiny_params(**EXACT | {"runtime.nproc": n} | overrides))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A project with a DDPM trained in one process."""
+    root = project(tmp_path_factory.mktemp("ddp") / "p", **{"ddpm.epochs": 2})
+    run(stage("train_ddpm", "linear"), root)
+    return root
+
+
+def test_sampling_in_two_processes_writes_the_same_bytes_once(trained, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(WRITE_LOG)
+    log = tmp_path / "writes.log"
+    env = stage_env() | {"DD_WRITE_LOG": str(log)}
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
+    outputs = ["data/generated/synthetic.npz", "plots/samples/generated-preview.png", "plots/samples/linear-10.png"]
+    written = {}
+    for n in (2, 1):
+        with_nproc(trained, n, **{"generate.per_class": 7, "generate.chunk_size": 3, "generate.batch_size": 5})
+        log.unlink(missing_ok=True)
+        run(stage("generate"), trained, env)
+        run(stage("sample_grid", "linear", "10"), trained, env)
+        written[n] = {o: (trained / o).read_bytes() for o in outputs}
+        lines = [line.split(" ", 1) for line in log.read_text().splitlines()]
+        paths = [Path(p).relative_to(trained).as_posix() if Path(p).is_absolute() else p for _, p in lines]
+        assert len(paths) == len(set(paths)), f"a file written twice: {sorted(paths)}"
+        chunks = [p for p in paths if p.endswith(".npy")]
+        assert len(chunks) == 10 * 3  # 7 images per class in chunks of 3, each written once
+        outs = {p: r for (r, _), p in zip(lines, paths) if not p.startswith("checkpoints/")}
+        assert set(outputs) <= set(outs)
+        assert set(outs.values()) == ({"0"} if n == 2 else {"launcher"})  # rank 0 writes every output
+        if n == 2:
+            assert {r for (r, _), p in zip(lines, paths) if p.endswith(".npy")} == {"0", "1"}  # shared out
+        assert not (trained / "checkpoints" / "generate").exists()
+    assert written[2] == written[1]
+
+
+def test_ddpm_training_in_two_processes_is_one_process_up_to_rounding(tmp_path):
+    """One optimizer step on a global batch of 100 split 50/50: the same loss and weights as one process."""
+    root = project(tmp_path / "p", **{"ddpm.epochs": 1, "ddpm.batch_size": 100})
+    models = {}
+    for n in (1, 2):
+        with_nproc(root, n, **{"ddpm.epochs": 1, "ddpm.batch_size": 100})
+        r = run(stage("train_ddpm", "linear"), root)
+        assert r.stdout.count("final epoch loss") == 1  # ranks other than 0 print nothing
+        metrics = (root / "metrics" / "ddpm-linear.json").read_text()
+        models[n] = (torch.load(root / "models/ddpm/linear/model.pt", weights_only=False)["ema"], metrics)
+    loss1, loss2 = (json.loads(models[n][1])["final_loss"] for n in (1, 2))
+    assert json.loads(models[2][1])["steps"] == 1
+    assert loss2 == pytest.approx(loss1, rel=1e-6)
+    for k, v in models[1][0].items():
+        torch.testing.assert_close(models[2][0][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_training_in_two_processes_is_one_process_up_to_rounding(trained, tmp_path):
+    """Two epochs of 100 images at batch 64 (a short last batch of 36), crop + flip drawn for the whole batch."""
+    root = trained
+    extra = {"classifier.simple_cnn.augment": True, "classifier.simple_cnn.crop_padding": 1}
+    states, histories = {}, {}
+    for n in (1, 2):
+        with_nproc(root, n, **extra)
+        run(stage("train_classifier", "simple_cnn", "baseline", "0"), root)
+        states[n] = torch.load(root / "models/classifier/simple_cnn-baseline-seed0.pt", weights_only=False)["model"]
+        histories[n] = (root / "plots/classifier/simple_cnn-baseline-seed0.csv").read_text()
+    for k, v in states[1].items():
+        torch.testing.assert_close(states[2][k], v, rtol=1e-5, atol=1e-6)
+    assert histories[2] == histories[1]
+
+
+def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
+    longer = {"ddpm.epochs": 30, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
+    root = project(tmp_path / "p", **longer)
+    with_nproc(root, 2, **longer)
+    run(stage("train_ddpm", "linear"), root)
+    uninterrupted = (root / "models/ddpm/linear/model.pt").read_bytes()
+
+    state = root / "checkpoints" / "train_ddpm-linear" / "state.pt"
+    proc = subprocess.Popen(stage("train_ddpm", "linear"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=stage_env())
+    deadline = time.monotonic() + 120
+    while not state.exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: torchrun passes it on, the workers agree, save and stop
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    assert err.count("stopping after this step") == 1 and err.count("error: interrupted") == 1
+    assert "Traceback" not in err and out.count("stopped at step") == 1
+    saved = root / "saved"
+    shutil.copytree(state.parent, saved)
+
+    r = run(stage("train_ddpm", "linear"), root)  # two processes again: the bytes of an uninterrupted run
+    assert "resuming linear" in r.stdout
+    assert (root / "models/ddpm/linear/model.pt").read_bytes() == uninterrupted
+
+    shutil.copytree(saved, state.parent)
+    with_nproc(root, 1, **longer)
+    r = run(stage("train_ddpm", "linear"), root)  # one process goes on from the same state
+    assert "resuming linear" in r.stdout
+    assert json.loads((root / "metrics" / "ddpm-linear.json").read_text())["resumed_from_step"] > 0
+    assert not state.parent.exists()
+
+
+def test_a_worker_error_is_one_line(tmp_path):
+    root = project(tmp_path / "p")
+    with_nproc(root, 2)
+    r = run(stage("generate"), root, ok=False)  # no trained model here
+    assert r.returncode == 2
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: models/ddpm/linear/model.pt: missing (run `dvc repro train_ddpm@linear` first)"], r.stderr
+    assert "Traceback" not in r.stderr
