@@ -21,6 +21,8 @@ from dreaming_data import distributed as dd, pipeline
 from dreaming_data.config import parse_params
 from dreaming_data.runner import script_args
 
+pytestmark = pytest.mark.slow
+
 # Each process one thread (2 cores); no dropout, so that 2 processes compute what 1 does up to float rounding.
 EXACT = {"runtime.num_workers": 1, "unet.dropout": 0.0, "classifier.simple_cnn.dropout": 0.0}
 
