@@ -79,6 +79,32 @@ def test_repro_runs_every_stage(project):
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
+def test_projection_counts_what_the_run_did(project):
+    """benchmarks/project_default.py multiplies rates by projection.pipeline_work: its counts are the run's own."""
+    from dreaming_data import projection
+    from dreaming_data.config import load_params
+
+    repo, _ = project
+    p = load_params(repo / "params.yaml")
+    work = {stage: {(part.path, part.key): part.units for part in parts}
+            for stage, parts in projection.pipeline_work(p, projection.data_sizes(p, repo / "metrics" / "data.json"))}
+    metrics = lambda path: json.loads((repo / "metrics" / path).read_text())  # noqa: E731
+    for s in p.ddpm.schedules:
+        assert work[f"train_ddpm@{s}"] == {("ddpm_step", s): metrics(f"ddpm-{s}.json")["steps"]}
+    trained = list((repo / "metrics" / "train").glob("*.json"))
+    assert len(trained) == 2 * 3 * 2
+    for path in trained:
+        m = metrics(f"train/{path.name}")
+        seed = path.stem.rsplit("seed", 1)[1]
+        stage = (f"train_matched@{m['arch']}-{seed}" if m["variant"] == "baseline_matched"
+                 else f"train_classifier@{m['arch']}-{m['variant']}-{seed}")
+        assert work[stage][("classifier_step", m["arch"])] == m["optimizer_steps"], stage
+    assert sum(work["generate"].values()) == metrics("generate.json")["total"] * p.generate.steps
+    assert work["fid_reference"] == {("inception", ""): metrics("ablation.json")["reference"]["images"]}
+    for cell, info in metrics("ablation.json")["cells"].items():
+        assert sum(work[f"ablation_sample@{cell}"].values()) == info["images"] * info["steps"]
+
+
 def test_forced_rerun_trains_again(project):
     repo, _ = project
     before = json.loads((repo / "metrics" / "ddpm-linear.json").read_text())

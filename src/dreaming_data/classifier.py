@@ -172,27 +172,13 @@ def train_classifier(
     if world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # statistics of the global batch, as one process
     seed_rank(seed_for(seed, 10))
-    params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr)
     N = len(train)
     per_epoch = steps_per_epoch(N, cfg.batch_size)
     total = steps
     epochs = -(-total // per_epoch)
     if total < 1:
         raise UserError(f"{label}: {total} optimizer steps; at least 1 is needed")
-    if cfg.lr_schedule == "onecycle":
-        if abs(cfg.warmup_fraction * total - 1) < 1e-9:  # OneCycleLR divides by (warm-up steps - 1)
-            raise UserError(f"warmup_fraction: {cfg.warmup_fraction} of {total} steps is a single warm-up step; "
-                            f"use another fraction or more steps")
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                    pct_start=cfg.warmup_fraction, anneal_strategy="linear",
-                                                    cycle_momentum=False)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    opt, sched = optimizer(model, cfg, total)
     normalizer = Normalizer.fit(train.x[~train.synthetic] if (~train.synthetic).any() else train.x)
     gen = torch.Generator(device=device).manual_seed(seed_for(seed, 11))
     history: list[dict] = []
@@ -228,18 +214,8 @@ def train_classifier(
                 xb = x_all[idx]
                 if cfg.augment:
                     xb = random_crop_flip(xb, pad=cfg.crop_padding, flip=cfg.hflip, gen=gen)
-                yb = y_all[idx]
-                if world > 1:
-                    logits, yb, loss, loss_of_share = _share_step(fwd, normalizer, xb, yb, fmt, cfg, device, runtime)
-                else:
-                    with autocast(device, runtime):
-                        logits = fwd(normalizer(xb, fmt))
-                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-                    loss_of_share = loss.detach() * len(idx)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+                logits, yb, loss_of_share = train_step(fwd, normalizer, xb, y_all[idx], fmt, cfg, opt, sched, device,
+                                                       runtime)
                 loss_sum += loss_of_share
                 correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
@@ -262,6 +238,46 @@ def train_classifier(
     bar.close()
     wall = time.perf_counter() - t0
     return TrainedClassifier(model, normalizer, train.classes, history, seen / wall if seen and wall > 0 else None, wall)
+
+
+def optimizer(model: nn.Module, cfg: Recipe, total: int):
+    """The recipe's optimizer (weight decay on weights, not on biases and norm parameters) and its learning-rate
+    schedule over ``total`` steps: (optimizer, scheduler)."""
+    params = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
+    if cfg.lr_schedule == "onecycle":
+        if abs(cfg.warmup_fraction * total - 1) < 1e-9:  # OneCycleLR divides by (warm-up steps - 1)
+            raise UserError(f"warmup_fraction: {cfg.warmup_fraction} of {total} steps is a single warm-up step; "
+                            f"use another fraction or more steps")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                    pct_start=cfg.warmup_fraction, anneal_strategy="linear",
+                                                    cycle_momentum=False)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return opt, sched
+
+
+def train_step(fwd, normalizer: Normalizer, xb: torch.Tensor, yb: torch.Tensor, fmt, cfg: Recipe,
+               opt: torch.optim.Optimizer, sched, device: torch.device, runtime: RuntimeConfig):
+    """One optimizer step on the batch ``xb`` ([B, H, W, C] uint8, augmented), ``yb``: cross-entropy with label
+    smoothing, backward, optimizer and schedule steps. Returns (logits, labels, summed loss) of this process's
+    share (the whole batch with one process)."""
+    if dd.world_size() > 1:
+        logits, yb, loss, loss_of_share = _share_step(fwd, normalizer, xb, yb, fmt, cfg, device, runtime)
+    else:
+        with autocast(device, runtime):
+            logits = fwd(normalizer(xb, fmt))
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+        loss_of_share = loss.detach() * len(yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return logits, yb, loss_of_share
 
 
 def _share_step(fwd, normalizer: Normalizer, xb: torch.Tensor, yb: torch.Tensor, fmt, cfg: Recipe,

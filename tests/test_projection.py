@@ -1,0 +1,85 @@
+"""The projection of a `dvc repro`: the work each stage does, counted by hand for the default study, and the
+benchmark script that times the code paths and projects it, run on the CPU at tiny size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TINY_PIPELINE, default_params, stage_env, tiny_params, write_params
+from dreaming_data import projection
+from dreaming_data.cli import apply_overrides
+from dreaming_data.config import parse_params
+from dreaming_data.pipeline import stage_calls
+
+
+def work_of(p, sizes) -> dict[str, dict[tuple[str, str], int]]:
+    return {stage: {(part.path, part.key): part.units for part in parts}
+            for stage, parts in projection.pipeline_work(p, sizes)}
+
+
+def test_the_default_study_counted_by_hand(tmp_path):
+    p = parse_params(default_params())
+    sizes = projection.data_sizes(p, tmp_path / "no-data.json")
+    assert sizes == projection.Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)  # 50,000 - 5,000 validation
+    w = work_of(p, sizes)
+    assert w["train_ddpm@linear"] == {("ddpm_step", "linear"): 100 * 703}  # 45,000 // 64 full batches, 100 epochs
+    assert w["generate"] == {("sample", "ancestral@1000"): 50_000 * 100}  # 5,000 per class, 100 steps
+    assert w["sample_grid@cosine-500"] == {("sample", "ancestral@100"): 100 * 500}
+    # the report's CNN: 40 epochs at batch 64 over 45,000 real (704 steps each, the last one short) ...
+    assert w["train_classifier@simple_cnn-baseline-0"] == {("classifier_step", "simple_cnn"): 40 * 704,
+                                                          ("predict", "simple_cnn"): 40 * 5_000}
+    # ... and over 45,000 + 50,000 dreams (1,485 steps); the matched control as many steps on the real images
+    assert w["train_classifier@simple_cnn-augmented-1"][("classifier_step", "simple_cnn")] == 40 * 1_485
+    assert w["train_matched@resnet18-2"] == {("classifier_step", "resnet18"): 40 * 372,  # ceil(95,000 / 256)
+                                             ("predict", "resnet18"): 85 * 5_000}  # 14,880 steps of 176 per epoch
+    assert w["fid_reference"] == {("inception", ""): 50_000}
+    assert w["ablation_sample@linear-ddim-25"] == {("sample", "ddim@1000"): 10_000 * 25}
+    cells = 2 * 2 * 3
+    assert w["ablation"] == {("inception", ""): cells * 10_000, ("classifier_step", "resnet18"): (cells + 1) * 1_500,
+                             ("predict", "resnet18"): (cells + 1) * 10_000 + cells * 10_000}
+    assert set(w) == {name for name, _, _ in stage_calls(p)}
+    low = work_of(parse_params(apply_overrides(default_params(), {"data.train_per_class": 100})),
+                  projection.data_sizes(p, tmp_path / "no-data.json").__class__(10, (32, 32, 3), 1_000, 5_000, 10_000))
+    assert low["train_ddpm@cosine"] == {("ddpm_step", "cosine"): 100 * 15}  # 1,000 // 64
+
+
+def test_filtered_dreams_count_what_merge_keeps():
+    p = parse_params(apply_overrides(default_params(), {"merge.filter": "confident", "merge.synthetic_per_class": 2000}))
+    sizes = projection.Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)
+    assert projection.synthetic_merged(p, sizes) == 20_000
+    w = work_of(p, sizes)
+    assert w["merge"] == {("predict", "resnet18"): 50_000}  # the judge scores every generated image
+    assert w["train_classifier@simple_cnn-augmented-0"][("classifier_step", "simple_cnn")] == 40 * 1_016  # 65,000
+
+
+def test_project_sums_units_times_rates_and_first_calls():
+    work = [("a", [projection.Part("ddpm_step", "linear", 10), projection.Part("predict", "x", 100)]), ("b", [])]
+    rows = projection.project(work, {("ddpm_step", "linear"): 0.5, ("predict", "x"): 0.01},
+                              {("ddpm_step", "linear"): 7.0})
+    assert rows[0]["run_s"] == pytest.approx(6.0) and rows[0]["total_s"] == pytest.approx(13.0)
+    assert rows[1] == {"stage": "b", "work": "(not projected)", "run_s": 0, "first_call_s": 0, "total_s": 0}
+
+
+@pytest.mark.slow
+def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
+    write_params(tmp_path / "params.yaml", tiny_params(**TINY_PIPELINE | {"eval.batch_size": 2, "runtime.num_workers": 1}))
+    out = tmp_path / "projection.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project_default.py"), "--seconds", "0",
+                        "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    p = parse_params(tiny_params(**TINY_PIPELINE))
+    assert [row["stage"] for row in result["stages"]] == [name for name, _, _ in stage_calls(p)]
+    assert result["total_s"] == pytest.approx(sum(row["total_s"] for row in result["stages"]))
+    assert {(r["path"], r["key"]) for r in result["rates"]} == {
+        ("ddpm_step", "linear"), ("ddpm_step", "cosine"), ("sample", "ancestral@4"), ("sample", "ancestral@30"),
+        ("sample", "dpmsolver++@4"), ("classifier_step", "simple_cnn"), ("classifier_step", "resnet18"),
+        ("predict", "simple_cnn"), ("predict", "resnet18"), ("inception", "")}
+    assert all(r["units_per_s"] > 0 for r in result["rates"])
+    rows = {row["stage"]: row for row in result["stages"]}
+    assert rows["generate"]["total_s"] > 0 and rows["compare"]["total_s"] == 0
+    assert "| **total** |" in r.stdout and result["device"].startswith("CPU")
