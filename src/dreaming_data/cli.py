@@ -269,6 +269,9 @@ def curve(
             active = [line for line in status.splitlines() if " Queued " in f" {line} " or " Running " in f" {line} "]
             if not active:
                 break
+            if "Worker status: 0 active, 0 idle" in status and not any(" Running " in f" {a} " for a in active):
+                print("the queue's workers stopped with experiments left: starting them again", flush=True)
+                subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env)
             time.sleep(5)
         failed = [line for line in status.splitlines() if " Failed " in f" {line} "]
         if failed:
@@ -278,7 +281,7 @@ def curve(
         fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
     try:
         rows = curve_rows(json.loads(show.stdout), g)
-        write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"))
+        write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
     except UserError as exc:
         fail(str(exc))
     print(Path("reports/curve.md").read_text())

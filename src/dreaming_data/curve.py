@@ -35,10 +35,12 @@ class Grid:
         return [dict(zip(keys, values)) for values in itertools.product(*(self.sweep[k] for k in keys))]
 
     def overrides(self) -> dict[str, Any]:
-        """Profile, then ``fixed``: what every experiment sets besides its own combination."""
+        """Profile, then ``fixed``: what every experiment sets besides its own combination (a key the grid sweeps
+        is the sweep's, also when the profile sets it)."""
         from dreaming_data.cli import load_profile
 
-        return (load_profile(self.profile) if self.profile else {}) | self.fixed
+        merged = (load_profile(self.profile) if self.profile else {}) | self.fixed
+        return {k: v for k, v in merged.items() if k not in self.sweep}
 
 
 def load_grid(path: Path, params: dict) -> Grid:
@@ -149,7 +151,7 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     return rows
 
 
-def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path) -> None:
+def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path = GRID_FILE) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +204,7 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path) -> None:
 
     keys = list(grid.sweep)
     lines = ["# The dreaming curve", "",
-             f"Test accuracy gains per grid point of `{GRID_FILE}` (mean over seeds, 95% paired t-interval in brackets). "
+             f"Test accuracy gains per grid point of `{source}` (mean over seeds, 95% paired t-interval in brackets). "
              f"Gain over baseline: same epochs, so more optimizer steps for the augmented run; over baseline_matched: "
              f"the same number of steps on real images only. Plot: `{png}`.", "",
              "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | experiment |",
