@@ -59,7 +59,7 @@ def test_the_multi_node_recipe_runs_torchrun_on_every_node():
                                           "runtime.rdzv_endpoint": "node1:29500"})).runtime
     cmd = dd.launch_command(runtime, "generate", ["stages/generate.py", "--params", "p.yaml"])
     assert cmd[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
-    assert cmd[5:7] == ["-m", "torch.distributed.run"]
+    assert cmd[5:7] == ["-m", "dreaming_data.distributed"]  # a quiet torchrun on each node
     assert {"--nproc-per-node=2", "--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node1:29500",
             "--rdzv-id=generate"} <= set(cmd)
     assert cmd[-3:] == ["stages/generate.py", "--params", "p.yaml"]
@@ -131,7 +131,8 @@ def test_sampling_in_two_processes_writes_the_same_bytes_once(trained, tmp_path)
     for n in (2, 1):
         with_nproc(trained, n, **{"generate.per_class": 7, "generate.chunk_size": 3, "generate.batch_size": 5})
         log.unlink(missing_ok=True)
-        run(stage("generate"), trained, env)
+        r = run(stage("generate"), trained, env)
+        assert "OMP_NUM_THREADS" not in r.stderr and r.stdout.count("generated 70 images") == 1
         run(stage("sample_grid", "linear", "10"), trained, env)
         written[n] = {o: (trained / o).read_bytes() for o in outputs}
         lines = [line.split(" ", 1) for line in log.read_text().splitlines()]
@@ -149,11 +150,12 @@ def test_sampling_in_two_processes_writes_the_same_bytes_once(trained, tmp_path)
 
 
 def test_ddpm_training_in_two_processes_is_one_process_up_to_rounding(tmp_path):
-    """One optimizer step on a global batch of 100 split 50/50: the same loss and weights as one process."""
-    root = project(tmp_path / "p", **{"ddpm.epochs": 1, "ddpm.batch_size": 100})
+    """One optimizer step on the 100 training images (ddpm.batch_size 128 is more than there are: the batch is all
+    100, split 50/50): the same loss and weights as one process."""
+    root = project(tmp_path / "p", **{"ddpm.epochs": 1, "ddpm.batch_size": 128})
     models = {}
     for n in (1, 2):
-        with_nproc(root, n, **{"ddpm.epochs": 1, "ddpm.batch_size": 100})
+        with_nproc(root, n, **{"ddpm.epochs": 1, "ddpm.batch_size": 128})
         r = run(stage("train_ddpm", "linear"), root)
         assert r.stdout.count("final epoch loss") == 1  # ranks other than 0 print nothing
         metrics = (root / "metrics" / "ddpm-linear.json").read_text()
@@ -178,6 +180,11 @@ def test_classifier_training_in_two_processes_is_one_process_up_to_rounding(trai
     for k, v in states[1].items():
         torch.testing.assert_close(states[2][k], v, rtol=1e-5, atol=1e-6)
     assert histories[2] == histories[1]
+    # ResNet-18 on 8x8 digits ends in 1x1 maps: BatchNorm cannot train on one image, so a last batch of 2 (100 at
+    # batch 98) is not split 1 + 1; per-rank BatchNorm statistics differ from one process's: it trains, not equal
+    with_nproc(root, 2, **{"classifier.resnet18.batch_size": 98, "classifier.resnet18.epochs": 1})
+    run(stage("train_classifier", "resnet18", "baseline", "0"), root)
+    assert json.loads((root / "metrics/train/resnet18-baseline-seed0.json").read_text())["optimizer_steps"] == 2
 
 
 def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
@@ -215,11 +222,101 @@ def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
     assert not state.parent.exists()
 
 
+def workers(launcher: int) -> dict[int, int]:
+    """rank -> pid of the torchrun workers of a launcher process."""
+    found = {}
+    for pid in subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True).stdout.split():
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ranks = [int(e[5:]) for e in env if e.startswith(b"RANK=")]
+        if ranks:
+            found[ranks[0]] = int(pid)
+    return found
+
+
+def start_generating(root: Path) -> tuple[subprocess.Popen, dict[int, int]]:
+    """A 2-process generate long enough to be stopped, once both workers have finished a chunk."""
+    slow = {"generate.per_class": 40, "generate.steps": 40, "generate.chunk_size": 4, "generate.batch_size": 4}
+    with_nproc(root, 2, **slow)
+    proc = subprocess.Popen(stage("generate"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=stage_env())
+    chunks = lambda: len(list((root / "checkpoints" / "generate").glob("*.npy")))  # noqa: E731
+    before, deadline = chunks(), time.monotonic() + 120
+    while chunks() < before + 2 or len(workers(proc.pid)) < 2:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc, workers(proc.pid)
+
+
+def test_workers_die_with_a_killed_launcher_and_a_stopped_worker_is_one_line(trained):
+    proc, ranks = start_generating(trained)
+    assert set(ranks) == {0, 1}
+    proc.kill()  # SIGKILL: no chance to stop the workers itself
+    proc.communicate()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and b"generate" in Path(f"/proc/{pid}/cmdline").read_bytes()
+              for pid in ranks.values()):
+        assert time.monotonic() < deadline, "workers outlived their launcher"
+        time.sleep(0.05)
+
+    proc, ranks = start_generating(trained)  # resumes the chunks; then SIGTERM to one worker only
+    os.kill(ranks[1], signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        "error: interrupted; rerun the stage to resume from its last checkpoint"], err[-2000:]
+    run(stage("generate"), trained)  # and it finishes from the chunks both left
+    assert not (trained / "checkpoints" / "generate").exists()
+
+
+def test_in_process_launch_leaves_the_signal_handlers_as_they_were(trained, monkeypatch):
+    """--no-dvc runs stages in one process: a later stage's Ctrl-C must still be a KeyboardInterrupt."""
+    from dreaming_data.runner import run_stage
+
+    monkeypatch.chdir(trained)
+    monkeypatch.setenv("PYTHONPATH", stage_env()["PYTHONPATH"])
+    with_nproc(trained, 2)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    run_stage(pipeline.sample_grid, "params.yaml", schedule="linear", steps=10)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_several_nodes_through_srun(trained, tmp_path):
+    """A stand-in srun that starts the command as two "nodes" on this machine: the c10d rendezvous, the node
+    launchers and the error path are the real ones. The grid is the one-process bytes; a user error is one line."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\n"
+                               '"$@" & a=$!; "$@" & b=$!; wait $a; x=$?; wait $b; y=$?; exit $(( x > y ? x : y ))\n')
+    (fake / "srun").chmod(0o755)
+    env = stage_env()
+    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nodes = {"runtime.nproc": 1, "runtime.nnodes": 2, "runtime.rdzv_endpoint": f"127.0.0.1:{port}"}
+    with_nproc(trained, 1)
+    run(stage("sample_grid", "linear", "10"), trained)
+    one = (trained / "plots/samples/linear-10.png").read_bytes()
+    write_params(trained / "params.yaml", tiny_params(**EXACT | nodes))
+    run(stage("sample_grid", "linear", "10"), trained, env)
+    assert (trained / "plots/samples/linear-10.png").read_bytes() == one
+    r = run(stage("sample_grid", "linear", "7"), trained, env, ok=False)  # 7 is not in sample.steps
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert [line for line in r.stderr.splitlines() if line.strip()] == [
+        "error: steps 7 is not in sample.steps [40, 10]"], r.stderr[-3000:]
+
+
 def test_a_worker_error_is_one_line(tmp_path):
     root = project(tmp_path / "p")
     with_nproc(root, 2)
     r = run(stage("generate"), root, ok=False)  # no trained model here
     assert r.returncode == 2
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: models/ddpm/linear/model.pt: missing (run `dvc repro train_ddpm@linear` first)"], r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == ["error: models/ddpm/linear/model.pt: missing (run `dvc repro train_ddpm@linear` first)"], r.stderr
     assert "Traceback" not in r.stderr

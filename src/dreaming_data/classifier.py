@@ -23,7 +23,6 @@ from dreaming_data.runtime import (autocast, maybe_compile, memory_format, numer
                                    restore_states, rng_states, seed_rank, setup_backends, wrap_ddp)
 
 MODEL_FORMAT = "dreaming-data classifier"
-SYNC_EVERY = 10  # with several processes: steps between agreements on stopping (one small all-reduce)
 
 
 class SimpleCNN(nn.Module):
@@ -159,7 +158,8 @@ def train_classifier(
 
     Under torchrun (DDP) every rank draws the order and augmentation of the whole batch, as one process does, and
     computes its share; the loss is scaled so that the averaged gradient is the batch mean's, also for a short last
-    batch. BatchNorm statistics are synchronised over ranks on CUDA (SyncBatchNorm), per rank on the CPU.
+    batch. BatchNorm statistics are synchronised over ranks on CUDA (SyncBatchNorm), per rank on the CPU (where rank
+    0 takes a last batch of fewer than 2 images per rank whole: BatchNorm cannot train on one image).
     """
     device = resolve_device(runtime)
     setup_backends(device)
@@ -198,7 +198,9 @@ def train_classifier(
     fwd = maybe_compile(wrap_ddp(model, device), device, runtime)
     t0 = time.perf_counter()
     seen = 0
-    bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=label, unit="step")
+    step = start_epoch * per_epoch
+    agree = dd.Agreement(step)
+    bar = progress_bar(total=total, initial=step, desc=label, unit="step")
     with graceful_stop(label) as stop:
         for epoch in range(start_epoch, epochs):
             model.train()
@@ -207,7 +209,7 @@ def train_classifier(
             correct = torch.zeros((), device=device, dtype=torch.int64)
             epoch_seen = 0
             for i in range(min(per_epoch, total - epoch * per_epoch)):
-                if (world == 1 or i % SYNC_EVERY == 0) and dd.any_rank(stop.requested)[0]:
+                if agree.due(step) and agree(step, stop.requested)[0]:
                     bar.close()  # the last finished epoch's checkpoint is the consistent state to resume from
                     raise KeyboardInterrupt
                 idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -220,6 +222,7 @@ def train_classifier(
                 correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
                 epoch_seen += len(idx)
+                step += 1
                 bar.update(1)
             val_acc = (round(float((predict(model, normalizer, val.x, device, runtime).argmax(1) == val.y).mean()), 5)
                        if len(val) else None)
@@ -285,12 +288,13 @@ def _share_step(fwd, normalizer: Normalizer, xb: torch.Tensor, yb: torch.Tensor,
     """This rank's share of a global batch (DDP): (logits, labels, loss to backpropagate, summed loss for the log).
 
     The loss is the share's summed cross-entropy x world size / batch size, so that DDP's mean over ranks is the
-    mean over the whole batch even when shares differ by one image; a rank with no image in a short last batch
-    runs the batch's first image with weight 0 (DDP needs every rank in backward)."""
-    part = dd.share(len(yb))
-    weight = 1.0
-    if part.start == part.stop:
-        part, weight = slice(0, 1), 0.0
+    mean over the whole batch even when shares differ by one image. When the batch has fewer than 2 images per rank
+    (the end of an epoch), rank 0 takes it whole and the others run its first images at weight 0 (DDP needs every
+    rank in backward; BatchNorm cannot train on one image)."""
+    n, world = len(yb), dd.world_size()
+    part, weight = dd.share(n), 1.0
+    if n < 2 * world:  # shares of one image cannot train BatchNorm: rank 0 takes this short batch whole
+        part, weight = (slice(0, n), 1.0) if dd.is_main() else (slice(0, min(2, n)), 0.0)
     xs, ys = xb[part], yb[part]
     with autocast(device, runtime):
         logits = fwd(normalizer(xs, fmt))

@@ -23,7 +23,6 @@ from dreaming_data.unet import UNet, count_parameters
 MODEL_FORMAT = "dreaming-data ddpm"
 # The diffusion settings a trained model depends on (and records); guidance and variance are sampling choices.
 PROCESS_KEYS = ("timesteps", "beta_start", "beta_end", "cosine_s", "p_uncond")
-SYNC_EVERY = 10  # with several processes: steps between agreements on stopping and saving (one small all-reduce)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,8 @@ def train_step(p: Params, model: UNet, fwd, ema: UNet, opt: torch.optim.Optimize
     x0 and y are the global batch and ``part`` this rank's share. Returns this rank's loss (on device)."""
     device = x0.device
     with autocast(device, p.runtime):
-        loss = training_loss(fwd, sched, x0, y, model.num_classes, p.diffusion.p_uncond, gen, part)
+        loss = training_loss(fwd, sched, x0, y, model.num_classes, p.diffusion.p_uncond, gen, part,
+                             dd.world_size())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), p.ddpm.grad_clip)
@@ -110,7 +110,7 @@ def train_ddpm(
     Under torchrun (DDP) every rank draws the randomness of the whole batch of ``ddpm.batch_size`` images, as one
     process does, and computes the loss of its share; gradients are averaged over ranks, so the weights are those
     of one process up to float rounding (and, with dropout, other masks on ranks > 0). Stop and checkpoint
-    decisions are agreed every ``SYNC_EVERY`` steps.
+    decisions are agreed every few seconds (``distributed.Agreement``).
     """
     cfg: DDPMConfig = p.ddpm
     device = resolve_device(p.runtime)
@@ -148,13 +148,12 @@ def train_ddpm(
 
     x_all = torch.from_numpy(train.x).to(device)  # [N, H, W, C] uint8, kept on the device
     y_all = torch.from_numpy(train.y).to(device)
-    part = dd.share(cfg.batch_size) if dd.world_size() > 1 else None
     fwd = maybe_compile(wrap_ddp(model, device), device, p.runtime)
     model.train()
     t_start = time.perf_counter()
     last_save = time.monotonic()
     perm = None
-    sync_every = 1 if dd.world_size() == 1 else SYNC_EVERY
+    agree = dd.Agreement(step)
     bar = progress_bar(total=total, initial=step, desc=label, unit="step")
     with graceful_stop(label) as stop:
         while step < total:
@@ -168,6 +167,7 @@ def train_ddpm(
             if cfg.hflip:
                 flip = torch.rand(len(idx), device=device, generator=gen) < 0.5
                 x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
+            part = dd.share(len(idx)) if dd.world_size() > 1 else None  # short when N < batch size
             loss = train_step(p, model, fwd, ema, opt, sched, x0, y_all[idx], step, gen, part)
             step += 1
             loss_sum = loss_sum + loss.detach()  # stays on the device: no sync per step
@@ -181,10 +181,10 @@ def train_ddpm(
                                 refresh=False)
             if on_step is not None:
                 on_step(step)
-            if step % sync_every and step < total:
+            if not agree.due(step) and step < total:
                 continue
             due = step < total and time.monotonic() - last_save > cfg.checkpoint_minutes * 60
-            stop_now, save_now = dd.any_rank(stop.requested, due and dd.is_main())  # rank 0's clock decides
+            stop_now, save_now = agree(step, stop.requested, due and dd.is_main())  # rank 0's clock decides
             if stop_now:
                 save()
                 bar.close()

@@ -115,12 +115,15 @@ def training_loss(
     p_uncond: float,
     generator: torch.Generator | None = None,
     part: slice | None = None,
+    parts: int = 1,
 ) -> torch.Tensor:
     """Algorithm 1 with L_simple (eq. 14): ||eps - eps_theta(x_t, t, y)||^2, mean over all elements.
 
     Classifier-free guidance training (Ho & Salimans, Algorithm 1): each label is replaced by ``null_class``
-    with probability ``p_uncond``. x0: [B, C, H, W] in [-1, 1]; y: [B] int64. With ``part`` (DDP), t, the noise
-    and the label dropout are drawn for the whole batch, as one process would, and the loss is of ``part`` alone.
+    with probability ``p_uncond``. x0: [B, C, H, W] in [-1, 1]; y: [B] int64. With ``part`` (DDP over ``parts``
+    processes), t, the noise and the label dropout are drawn for the whole batch, as one process would, and the
+    loss is part's summed error x parts / (B x elements per image): DDP's mean over processes is then the batch
+    mean, whatever the shares' sizes. An empty part (a batch shorter than the processes) runs image 0 at weight 0.
     """
     B = x0.shape[0]
     dev = x0.device
@@ -129,7 +132,12 @@ def training_loss(
     drop = torch.rand(B, device=dev, generator=generator) < p_uncond
     y = torch.where(drop, torch.full_like(y, null_class), y)
     if part is not None:
+        weight = 1.0
+        if part.start == part.stop:
+            part, weight = slice(0, 1), 0.0
         x0, y, t, noise = x0[part], y[part], t[part], noise[part]
+        eps = model(q_sample(s, x0, t, noise), t, y)
+        return F.mse_loss(eps.float(), noise.float(), reduction="sum") * (weight * parts / (B * noise[0].numel()))
     eps = model(q_sample(s, x0, t, noise), t, y)
     return F.mse_loss(eps.float(), noise.float())
 

@@ -3,6 +3,8 @@ processes), turn a user mistake into one line."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,10 +40,13 @@ def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", *
     same script, one process per GPU) and this process waits for it."""
     from dreaming_data import distributed as dd
 
-    import os
-
     worker = dd.in_worker()
-    silent = worker and os.environ.get("RANK", "0") != "0"  # rank 0 says it; the launcher names a rank failing alone
+    if worker:
+        dd.die_with_parent()
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # torchrun's stop: interrupted, like Ctrl-C
+    # a worker of our launcher leaves its reason for the launcher to say once; of a plain torchrun, rank 0 says it
+    reason = worker and bool(os.environ.get(dd.ERRORS_ENV))
+    silent = worker and (reason or os.environ.get("RANK", "0") != "0")
     try:
         params = load_params(params_path)
         if getattr(fn, "distributed", False) and params.runtime.world_size > 1 and not worker:
@@ -50,10 +55,14 @@ def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", *
         with dd.session(params.runtime):
             return fn(params, **kwargs)
     except UserError as exc:
+        if reason:
+            dd.leave_reason(str(exc))
         if silent:
             raise SystemExit(2) from None
         fail(str(exc))
     except KeyboardInterrupt:
-        if worker:  # the launcher says it
+        if reason:
+            dd.leave_reason(dd.INTERRUPTED)
+        if silent:
             raise SystemExit(2) from None
-        fail("interrupted; rerun the stage to resume from its last checkpoint")
+        fail(dd.INTERRUPTED)
