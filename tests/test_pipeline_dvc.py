@@ -239,13 +239,13 @@ def test_remote_round_trip(project, tmp_path):
 
 
 def test_curve_queues_a_grid_and_reports_it(project):
-    """A 2 x 2 grid on digits at tiny size, run by DVC's own queue (the 10-per-class points reuse the study's stages
+    """A 1 x 2 x 2 grid on digits at tiny size, run by DVC's own queue (the data, DDPMs, generation and baselines come
     from DVC's run cache), read back; `dvc metrics diff` compares a point without dreams with one with them."""
     repo, _ = project
     sh("git", "checkout", "params.yaml", cwd=repo)  # an earlier test's experiment left its params in the workspace
     (repo / "grid.yaml").write_text(
         "target: compare\nfixed:\n  classifier.archs: [simple_cnn]\n  classifier.judge: simple_cnn\n"
-        "sweep:\n  data.train_per_class: [5, 10]\n  merge.synthetic_per_class: [0, 6]\n")
+        "sweep:\n  data.train_per_class: [10]\n  merge.synthetic_per_class: [0, 3]\n  merge.filter: [none, confident]\n")
     sh("git", "add", "grid.yaml", cwd=repo)
     sh("git", "commit", "-qm", "grid", cwd=repo)
     r = sh(sys.executable, "-m", "dreaming_data.cli", "curve", "--grid", "grid.yaml", "--jobs", "2", cwd=repo)
@@ -253,12 +253,12 @@ def test_curve_queues_a_grid_and_reports_it(project):
     md = (repo / "reports" / "curve.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| simple_cnn |")]
     assert len(rows) == 4, md
-    zero = next(line for line in rows if line.startswith("| simple_cnn | 10 | 0 |"))
+    zero = next(line for line in rows if line.startswith("| simple_cnn | 10 | 0 | none |"))
     assert "+0.0000 [+0.0000, +0.0000]" in zero  # no dreams: augmented trains exactly like baseline
     assert (repo / "plots" / "curve.png").stat().st_size > 10000
     show = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
     assert len([e for entry in show for e in (entry.get("experiments") or [])]) == 4
     none_exp = zero.split("|")[-2].strip()
-    some_exp = next(line for line in rows if line.startswith("| simple_cnn | 10 | 6 |")).split("|")[-2].strip()
+    some_exp = next(line for line in rows if line.startswith("| simple_cnn | 10 | 3 | none |")).split("|")[-2].strip()
     diff = sh("dvc", "metrics", "diff", none_exp, some_exp, "--targets", "metrics/summary.json", cwd=repo).stdout
     assert "simple_cnn.augmented" in diff and "simple_cnn.baseline" in diff
