@@ -31,7 +31,7 @@ def check(params: Annotated[Path, typer.Option(help="params file to validate")] 
           f"{len(p.classifier.seeds)} classifier seeds)")
 
 
-PROFILES = ("quickstart", "gpu-smoke")
+PROFILES = ("quickstart", "gpu-smoke", "gpu-study")
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
 
 
@@ -76,11 +76,12 @@ def dvc_set_args(overrides: dict) -> list[str]:
 
 @app.command()
 def quickstart(
-    profile: Annotated[str, typer.Option(help="quickstart (CPU, digits) or gpu-smoke (one GPU, CIFAR-10)")] = "quickstart",
+    profile: Annotated[str, typer.Option(help="quickstart (CPU, digits), gpu-smoke or gpu-study (one GPU, CIFAR-10)")] = "quickstart",
     dvc: Annotated[bool, typer.Option(help="run as a DVC experiment; --no-dvc calls the stages in order")] = True,
     data_path: Annotated[Optional[str], typer.Option(help="override data.path (gpu-smoke: the CIFAR-10 archive)")] = None,
     name: Annotated[Optional[str], typer.Option(help="DVC experiment name")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override KEY=VALUE (YAML value)")] = None,
+    collect: Annotated[bool, typer.Option(help="afterwards, copy the results into results/<profile>-<device>-<date>/")] = False,
 ) -> None:
     """Run the whole study at a small, committed scale and print baseline vs augmented accuracy.
 
@@ -136,6 +137,8 @@ def quickstart(
     for report in (Path("reports/comparison.md"), Path("reports/ablation.md")):
         if report.exists():
             print(report.read_text())
+    if collect:
+        results_collect(profile, Path("params.yaml") if dvc else out, Path("results"), force=False)
 
 
 @app.command()
@@ -285,6 +288,49 @@ def curve(
     except UserError as exc:
         fail(str(exc))
     print(Path("reports/curve.md").read_text())
+
+
+results_app = typer.Typer(no_args_is_help=True, help="Commit a finished run's small files; render README's Results.")
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("collect")
+def results_collect(
+    profile: Annotated[str, typer.Argument(help="the profile the run used (names the folder): gpu-study, quickstart, ...")],
+    params: Annotated[Path, typer.Option(help="the params file the run used (--no-dvc: .dreaming-data/params-<profile>.yaml)")] = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="where results folders go")] = Path("results"),
+    force: Annotated[bool, typer.Option(help="replace a folder of the same name")] = False,
+) -> None:
+    """Copy a finished run's params, metrics, reports, plots, stage times and environment into
+    results/<profile>-<device>-<date>/ (refused when any stage's outputs were not made with these params)."""
+    from dreaming_data import results
+
+    try:
+        folder = results.collect(profile, params, out, force=force)
+    except UserError as exc:
+        fail(str(exc))
+    print(f"{folder}: collected; `dreaming-data results render` puts it into README.md; "
+          f"`cd {folder} && dvc metrics show && dvc plots show` show it")
+
+
+@results_app.command("render")
+def results_render(
+    readme: Annotated[Path, typer.Option(help="the file with the results markers")] = Path("README.md"),
+    root: Annotated[Path, typer.Option(help="the results folders")] = Path("results"),
+    check: Annotated[bool, typer.Option(help="only check that the section is current (exit 1 if not)")] = False,
+) -> None:
+    """Render README.md's Results section (between its results markers) from the results folders."""
+    from dreaming_data import results
+
+    try:
+        current = results.update_readme(readme, root, check=check)
+    except UserError as exc:
+        fail(str(exc))
+    if check and not current:
+        print(f"{readme}: the Results section is not what results/ renders (run `dreaming-data results render`)",
+              file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"{readme}: Results section " + ("current" if current else "rendered") + f" from {root}/")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from dreaming_data.config import load_params
 from dreaming_data.errors import UserError
 
 STAGES = Path("stages")  # the stage scripts, relative to the project root (the working directory)
+TIMING = Path(".dreaming-data") / "timing.jsonl"  # one line per finished stage (git-ignored; `results collect` reads it)
 
 
 def fail(message: str) -> None:
@@ -33,6 +35,33 @@ def script_args(fn: Callable[..., Any], params_path: str | Path, kwargs: dict) -
     return [str(STAGES / f"{fn.__name__}.py"), *map(str, kwargs.values()), "--params", str(params_path)]
 
 
+def stage_label(fn: Callable[..., Any], kwargs: dict) -> str:
+    """The stage's name as ``dvc.yaml`` spells it: ``evaluate@resnet18-augmented-0``, ``compare``."""
+    return fn.__name__ + ("@" + "-".join(map(str, kwargs.values())) if kwargs else "")
+
+
+def params_digest(params_path: str | Path) -> str:
+    """SHA-256 of the params file's bytes: which params a timing line belongs to."""
+    import hashlib
+
+    return hashlib.sha256(Path(params_path).read_bytes()).hexdigest()
+
+
+def record_timing(label: str, seconds: float, params_path: str | Path) -> None:
+    """Append the wall time of a finished stage to ``TIMING`` (one JSON line, one ``write``: safe beside others)."""
+    import datetime
+    import json
+
+    line = json.dumps({"stage": label, "seconds": round(seconds, 3), "params_sha256": params_digest(params_path),
+                       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    try:
+        TIMING.parent.mkdir(exist_ok=True)
+        with open(TIMING, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError as exc:  # a read-only project still gets its outputs
+        print(f"warning: {TIMING}: could not record the stage's time ({exc.strerror})", file=sys.stderr)
+
+
 def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", **kwargs: Any) -> Any:
     """Load params, call the stage function ``fn(params, **kwargs)``; a ``UserError`` becomes one line, exit 2.
 
@@ -49,11 +78,16 @@ def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", *
     silent = worker and (reason or os.environ.get("RANK", "0") != "0")
     try:
         params = load_params(params_path)
+        label = stage_label(fn, kwargs)
+        started = time.perf_counter()
         if getattr(fn, "distributed", False) and params.runtime.world_size > 1 and not worker:
-            label = fn.__name__ + ("@" + "-".join(map(str, kwargs.values())) if kwargs else "")
-            return dd.launch(params.runtime, label, script_args(fn, params_path, kwargs))
-        with dd.session(params.runtime):
-            return fn(params, **kwargs)
+            result = dd.launch(params.runtime, label, script_args(fn, params_path, kwargs))
+        else:
+            with dd.session(params.runtime):
+                result = fn(params, **kwargs)
+        if not worker:
+            record_timing(label, time.perf_counter() - started, params_path)
+        return result
     except UserError as exc:
         if reason:
             dd.leave_reason(str(exc))

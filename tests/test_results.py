@@ -1,0 +1,165 @@
+"""Committed results: the GPU study profile at tiny size end to end (run, collect, render), and README's Results
+section checked against the committed results folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import ROOT, TINY
+
+from dreaming_data import results
+from dreaming_data.cli import PROFILES, app, apply_overrides, load_profile
+from dreaming_data.config import parse_params
+from dreaming_data.errors import UserError
+
+# The GPU study profile made tiny for a CPU: digits at 8x8 as in the quickstart, TINY's sizes, its ablation cells at
+# one step count. Every other key (3 seeds, both schedules and archs, DDIM generation, the samplers) is the profile's.
+TINY_GPU_STUDY = {
+    "runtime.device": "cpu", "runtime.num_workers": 2,
+    "data.source": "digits", "data.path": None, "data.image_size": 8,
+    "unet.channels": 16, "unet.channel_mult": [1, 2], "unet.num_res_blocks": 1, "unet.attention_resolutions": [4],
+    "ddpm.batch_size": 32, "ddpm.hflip": False, "generate.batch_size": 20,
+    "classifier.resnet18.batch_size": 32, "classifier.resnet18.crop_padding": 1, "classifier.resnet18.hflip": False,
+    "classifier.judge": "simple_cnn",
+    **TINY,
+    "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
+    "ablation.steps": [10], "ablation.per_class": 2, "eval.batch_size": 20,
+}
+
+
+def test_every_profile_is_valid_and_listed():
+    """Each committed profile applies to params.yaml and passes its validation; every profile file is offered."""
+    files = {p.stem for p in (ROOT / "src" / "dreaming_data" / "profiles").glob("*.yaml")}
+    assert files == set(PROFILES)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in PROFILES:
+        parse_params(apply_overrides(base, load_profile(name)), f"{name} profile")
+    study = parse_params(apply_overrides(base, load_profile("gpu-study")))
+    assert study.data.train_per_class is None and list(study.ddpm.schedules) == ["linear", "cosine"]
+    assert list(study.classifier.seeds) == [0, 1, 2] and set(study.classifier.archs) == {"simple_cnn", "resnet18"}
+    assert study.diffusion.timesteps == 500 and study.diffusion.guidance == 1.8
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The GPU study profile, tiny, run on the CPU without DVC and collected into results/."""
+    work = tmp_path_factory.mktemp("gpu-study")
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    args = ["quickstart", "--profile", "gpu-study", "--no-dvc", "--collect"]
+    for key, value in TINY_GPU_STUDY.items():
+        args += ["-S", f"{key}={json.dumps(value)}"]
+    r = subprocess.run([sys.executable, "-m", "dreaming_data.cli", *args], cwd=work, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    folder, = (work / "results").iterdir()
+    return work, folder, r.stdout
+
+
+@pytest.mark.slow
+def test_tiny_gpu_study_runs_and_collects(study):
+    work, folder, out = study
+    assert folder.name.startswith("gpu-study-cpu-") and f"{folder.relative_to(work)}: collected" in out
+    env = json.loads((folder / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["profile"] == "gpu-study" and env["torch"]
+    run = yaml.safe_load((folder / "params.yaml").read_text())
+    assert run["generate"]["per_class"] == 6 and run["diffusion"]["sampler"] == "ddim"
+    setting = json.loads((folder / "setting.json").read_text())["differences"]
+    assert setting["generate.per_class"] == [6, 5000] and setting["diffusion.sampler"] == ["ddim", "ancestral"]
+    timing = json.loads((folder / "timing.json").read_text())
+    stages = timing["stages"]
+    assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1  # every stage of the run
+    assert all(s["this_params"] and s["seconds"] > 0 for s in stages.values())
+    assert timing["families"]["evaluate"]["stages"] == 18
+    for name in ("metrics/comparison.json", "metrics/eval/resnet18-augmented-seed2.json", "reports/comparison.md",
+                 "reports/ablation.md", "plots/samples/linear-40.png", "plots/confusion/simple_cnn-baseline-seed0.csv",
+                 "plots/ddpm/loss-cosine.csv", "dvc.yaml", ".dvc/config"):
+        assert (folder / name).is_file(), name
+    assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))  # small files only
+    assert max(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < results.MAX_FILE_BYTES
+
+
+@pytest.mark.slow
+def test_results_folder_answers_dvc_metrics_and_plots_show(study):
+    """The folder is a DVC subproject: `dvc metrics show` / `dvc plots show` there show the collected run."""
+    _, folder, _ = study
+    shown = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=folder,
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    data = next(iter(json.loads(shown.stdout).values()))["data"]
+    assert data["metrics/summary.json"]["data"]["simple_cnn"]["augmented"] == \
+        json.loads((folder / "metrics/summary.json").read_text())["simple_cnn"]["augmented"]
+    plots = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=folder,
+                           capture_output=True, text=True)
+    assert plots.returncode == 0, plots.stderr
+    names = set(json.loads(plots.stdout)["data"])
+    assert {"DDPM training loss per epoch", "Test confusion matrix, resnet18 augmented seed 0",
+            "plots/samples/linear-40.png"} <= names
+
+
+@pytest.mark.slow
+def test_collect_refuses_stale_or_existing_results(study, monkeypatch):
+    work, folder, _ = study
+    monkeypatch.chdir(work)
+    used = work / ".dreaming-data" / "params-gpu-study.yaml"
+    with pytest.raises(UserError, match="already exists"):
+        results.collect("gpu-study", used, date=folder.name[-10:])
+    changed = work / "changed.yaml"
+    changed.write_text(used.read_text().replace("guidance: 1.8", "guidance: 2.0"))
+    with pytest.raises(UserError, match="stage download last ran with other params"):
+        results.collect("gpu-study", changed, out_root=work / "elsewhere")
+    assert not (work / "elsewhere").exists() or not any((work / "elsewhere").iterdir())
+
+
+@pytest.mark.slow
+def test_render_and_numbers_of_a_collected_run(study, tmp_path):
+    _, folder, _ = study
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{results.BEGIN}\nold\n{results.END}\n\nafter\n")
+    assert CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent),
+                                    "--check"]).exit_code == 1
+    r = CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent)])
+    assert r.exit_code == 0, r.output
+    text = readme.read_text()
+    assert text.endswith("\n\nafter\n") and "old" not in text
+    section = text[slice(*results.readme_section(text))]
+    assert "| simple_cnn |" in section and "| resnet18 |" in section and "not comparable with the report" in section
+    assert results.unmatched_numbers(section, results.folder_values(folder)) == []
+    assert CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent),
+                                    "--check"]).exit_code == 0
+
+
+def test_number_check_catches_a_number_not_in_the_results():
+    values = [0.93122, 160.0, 0.004, 0.95, 1234.5]
+    assert results.unmatched_numbers("0.931 ± 0.004 (160 steps), 95% CI, 1,234.5 s", values) == []
+    assert results.unmatched_numbers("0.932 ± 0.004", values) == ["0.932"]
+    assert results.unmatched_numbers("(161 steps)", values) == ["161"]
+    assert results.unmatched_numbers("+0.931 and −0.004", [0.931, -0.004]) == []
+    assert results.unmatched_numbers("−0.931 and +0.004", [0.931, -0.004]) == ["−0.931", "+0.004"]  # signs count
+    assert results.unmatched_numbers("report: 54% → 57.12%; `commit 0123456` ![a-9](x/9.png)", []) == []
+
+
+def test_readme_results_section_is_rendered_from_committed_results():
+    """README's Results section is exactly what results/ renders, and every number in it is in those files."""
+    text = (ROOT / "README.md").read_text()
+    section = text[slice(*results.readme_section(text))]
+    assert section == render_from_root(), "run `dreaming-data results render`"
+    values = [v for f in results.folders(ROOT / "results") for v in results.folder_values(f)]
+    assert results.unmatched_numbers(section, values) == []
+
+
+def render_from_root() -> str:
+    import os
+
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return results.render()
+    finally:
+        os.chdir(old)
