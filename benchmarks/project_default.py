@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/project_default.py                      # params.yaml: the full study
     PYTHONPATH=src python benchmarks/project_default.py --params P --seconds 0.2 --out results.json
+    PYTHONPATH=src python benchmarks/project_default.py --profile gpu-study -S data.path=/data/cifar10-jpeg.tar.gz
 
 Measures, with the pipeline's own functions and the params' batch sizes, precision and compilation: the DDPM
 optimizer step (``ddpm.train_step``) per schedule, guided sampling steps (``sampling.Sampler``) for every sampler
@@ -29,7 +30,9 @@ import numpy as np
 import torch
 
 from dreaming_data import projection
-from dreaming_data.config import load_params
+from dreaming_data.cli import apply_overrides, profile_overrides
+from dreaming_data.config import parse_params, read_yaml
+from dreaming_data.errors import UserError
 from dreaming_data.runtime import maybe_compile, memory_format, resolve_device, setup_backends
 
 
@@ -124,16 +127,24 @@ def hms(seconds: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--profile", default=None, help="apply a committed profile's overrides (e.g. gpu-study)")
+    ap.add_argument("--set", "-S", action="append", default=[], metavar="KEY=VALUE", help="one more override (YAML value)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timing per code path (after its first call)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/<device>-<date>.json)")
     args = ap.parse_args()
-    p = load_params(args.params)
+    try:
+        overrides = profile_overrides(args.profile, args.set)
+        p = parse_params(apply_overrides(read_yaml(args.params), overrides),
+                         args.params + (f" + {args.profile} profile" if args.profile else ""))
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    label = args.params + (f" + profile {args.profile}" if args.profile else "") + (f" + {len(args.set)} overrides" if args.set else "")
     device = resolve_device(p.runtime)
     setup_backends(device)
     sizes = projection.data_sizes(p)
     work = projection.pipeline_work(p, sizes)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.params} on {name}: {sizes.train:,} training images, {sizes.classes} classes, "
+    print(f"{label} on {name}: {sizes.train:,} training images, {sizes.classes} classes, "
           f"{len(work)} stages", flush=True)
     per_unit, first = measure(p, sizes, projection.needed_paths(work), device, args.seconds, p.eval.fid_weights)
     rows = projection.project(work, per_unit, first)
@@ -146,7 +157,7 @@ def main() -> None:
     out = args.out or Path("benchmarks/results") / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{today}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "params": args.params, "device": name, "date": today, "torch": torch.__version__,
+        "params": label, "overrides": overrides, "device": name, "date": today, "torch": torch.__version__,
         "python": platform.python_version(), "precision": p.runtime.precision if device.type == "cuda" else "fp32",
         "compile": bool(p.runtime.compile and device.type == "cuda"), "seconds_per_path": args.seconds,
         "data": {"train": sizes.train, "val": sizes.val, "test": sizes.test, "classes": sizes.classes,

@@ -66,10 +66,11 @@ def test_project_sums_units_times_rates_and_first_calls():
 
 @pytest.mark.slow
 def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
-    write_params(tmp_path / "params.yaml", tiny_params(**TINY_PIPELINE | {"eval.batch_size": 2, "runtime.num_workers": 1}))
+    write_params(tmp_path / "params.yaml", tiny_params(**TINY_PIPELINE | {"eval.batch_size": 2}))
     out = tmp_path / "projection.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project_default.py"), "--seconds", "0",
-                        "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
+                        "--out", str(out), "-S", "runtime.num_workers=1"],
+                       cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     p = parse_params(tiny_params(**TINY_PIPELINE))
@@ -83,3 +84,8 @@ def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
     rows = {row["stage"]: row for row in result["stages"]}
     assert rows["generate"]["total_s"] > 0 and rows["compare"]["total_s"] == 0
     assert "| **total** |" in r.stdout and result["device"].startswith("CPU")
+    assert result["overrides"] == {"runtime.num_workers": 1} and "1 overrides" in result["params"]
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project_default.py"), "--profile", "gpu-stuyd"],
+                         cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: --profile: unknown profile 'gpu-stuyd' (expected one of quickstart, gpu-smoke, gpu-study)"]

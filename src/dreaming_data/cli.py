@@ -64,6 +64,22 @@ def apply_overrides(raw: dict, overrides: dict) -> dict:
     return out
 
 
+def profile_overrides(profile: str | None, sets: list[str], data_path: str | None = None) -> dict:
+    """A profile's overrides (none for ``None``), then ``data.path``, then ``KEY=VALUE`` items (values parsed as YAML,
+    as ``dvc exp run -S`` parses them)."""
+    overrides = load_profile(profile) if profile else {}
+    if data_path is not None:
+        overrides["data.path"] = data_path
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item}: expected KEY=VALUE")
+        from ruamel.yaml import YAML
+
+        overrides[key] = YAML(typ="safe", pure=True).load(value)
+    return overrides
+
+
 def dvc_set_args(overrides: dict) -> list[str]:
     """``-S key=value`` arguments for ``dvc exp run``; values in YAML flow form (DVC parses them as YAML)."""
     import json
@@ -94,24 +110,13 @@ def quickstart(
     import yaml
 
     try:
-        overrides = load_profile(profile)
-        if data_path is not None:
-            overrides["data.path"] = data_path
-        for item in set_ or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UserError(f"--set {item}: expected KEY=VALUE")
-            from ruamel.yaml import YAML
-
-            overrides[key] = YAML(typ="safe", pure=True).load(value)  # as DVC parses -S values
+        overrides = profile_overrides(profile, set_ or [], data_path)
         params_file = Path("params.yaml")
         if not params_file.exists():
             raise UserError("params.yaml: not found (run from the project root)")
-        from dreaming_data.config import read_yaml
+        from dreaming_data.config import parse_params, read_yaml
 
         merged = apply_overrides(read_yaml(params_file), overrides)
-        from dreaming_data.config import parse_params
-
         parse_params(merged, f"{profile} profile")
     except UserError as exc:
         fail(str(exc))

@@ -269,20 +269,6 @@ class Scorer:
                 "images": len(feats), "reference_images": self.reference.count, "reference_features": len(real)}
 
 
-class FID:
-    """Fréchet Inception distance against one fixed real image set (for tests and quick checks)."""
-
-    def __init__(self, real: np.ndarray, weights: str | Path | None, device: torch.device, batch_size: int):
-        self.net = InceptionFeatures(weights)
-        self.device, self.batch_size = device, batch_size
-        feats = inception_features(real, None, device, batch_size, "Inception, real", net=self.net)
-        self.mu, self.sigma = feats.mean(0), np.cov(feats, rowvar=False)
-
-    def score(self, fake: np.ndarray) -> float:
-        feats = inception_features(fake, None, self.device, self.batch_size, "Inception, generated", net=self.net)
-        return frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.mu, self.sigma)
-
-
 def recognisability(probs: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> dict:
     """Share of synthetic images the classifier assigns to the class they were generated for."""
     pred = probs.argmax(1)

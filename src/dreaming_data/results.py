@@ -82,7 +82,9 @@ def environment(device: str) -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "torch": torch.__version__, "torchvision": _version("torchvision"), "numpy": _version("numpy"),
             "dvc": _version("dvc"), "commit": commit,
-            "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+            # the code: params.yaml and dvc.lock are the run's own after `dvc exp run` (its params are in the folder)
+            "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                             ":(exclude)params.yaml", ":(exclude)dvc.lock")) if commit else None}
 
 
 def timing_lines(log: Path) -> list[dict]:
