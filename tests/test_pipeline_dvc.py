@@ -57,6 +57,13 @@ def test_repro_runs_every_stage(project):
             "ablation"} <= stages
     cmp = json.loads((repo / "metrics" / "comparison.json").read_text())
     assert set(cmp) == {"simple_cnn", "resnet18"}
+    # the small files a results folder takes are exactly what the stages wrote to metrics/, reports/ and plots/
+    from dreaming_data.config import load_params
+    from dreaming_data.results import small_outputs
+
+    written = {f.relative_to(repo).as_posix() for d in ("metrics", "reports", "plots") for f in (repo / d).rglob("*")
+               if f.is_file()}
+    assert written == {f for fs in small_outputs(load_params(repo / "params.yaml")).values() for f in fs}
     assert cmp["simple_cnn"]["variants"]["baseline"]["accuracy"]["n"] == 2
     assert set(cmp["resnet18"]["differences"]) == {"augmented_minus_baseline", "augmented_minus_matched"}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())

@@ -3,7 +3,9 @@ section checked against the committed results folders."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,10 +79,14 @@ def test_tiny_gpu_study_runs_and_collects(study):
     assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1  # every stage of the run
     assert all(s["this_params"] and s["seconds"] > 0 for s in stages.values())
     assert timing["families"]["evaluate"]["stages"] == 18
-    for name in ("metrics/comparison.json", "metrics/eval/resnet18-augmented-seed2.json", "reports/comparison.md",
-                 "reports/ablation.md", "plots/samples/linear-40.png", "plots/confusion/simple_cnn-baseline-seed0.csv",
-                 "plots/ddpm/loss-cosine.csv", "dvc.yaml", ".dvc/config"):
-        assert (folder / name).is_file(), name
+    # exactly what the run wrote to metrics/, reports/ and plots/ (results.small_outputs), and the folder's own files
+    written = {f.relative_to(work).as_posix() for d in ("metrics", "reports", "plots") for f in (work / d).rglob("*")
+               if f.is_file()}
+    collected = {f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()}
+    p = parse_params(yaml.safe_load((folder / "params.yaml").read_text()))
+    assert written == {f for fs in results.small_outputs(p).values() for f in fs}
+    assert collected == written | {"params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", "timing.json",
+                                   "environment.json", "setting.json"}
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))  # small files only
     assert max(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < results.MAX_FILE_BYTES
 
@@ -118,6 +124,64 @@ def test_collect_refuses_stale_or_existing_results(study, monkeypatch):
 
 
 @pytest.mark.slow
+def test_collect_takes_only_this_runs_outputs_and_needs_all_of_them(study, monkeypatch, tmp_path):
+    work, folder, _ = study
+    monkeypatch.chdir(work)
+    used = work / ".dreaming-data" / "params-gpu-study.yaml"
+    leftover = [work / "plots/samples/linear-500.png", work / "metrics/ablation/sampling-linear-ancestral-500.json"]
+    for f in leftover:  # what an earlier run with other params left in the workspace
+        f.write_bytes((work / "plots/samples/noise.png").read_bytes() if f.suffix == ".png" else b"{}")
+    out = results.collect("gpu-study", used, out_root=tmp_path / "a")
+    assert not (out / "plots/samples/linear-500.png").exists()
+    assert not (out / "metrics/ablation/sampling-linear-ancestral-500.json").exists()
+    assert "sampling-linear-ancestral-500" not in (out / "dvc.yaml").read_text()
+    for f in leftover:
+        f.unlink()
+    gone = work / "metrics/eval/resnet18-augmented-seed2.json"
+    kept = gone.read_bytes()
+    gone.unlink()
+    try:
+        with pytest.raises(UserError, match=r"metrics/eval/resnet18-augmented-seed2.json: missing \(written by stage "
+                                            r"evaluate@resnet18-augmented-2"):
+            results.collect("gpu-study", used, out_root=tmp_path / "b")
+        gone.write_bytes(kept)  # back, but newer than the stage's run: restored by something else (a dvc checkout)
+        with pytest.raises(UserError, match="outputs of stage evaluate@resnet18-augmented-2 changed after it last ran"):
+            results.collect("gpu-study", used, out_root=tmp_path / "b")
+    finally:
+        gone.write_bytes(kept)
+        finished = json.loads((folder / "timing.json").read_text())["stages"]["evaluate@resnet18-augmented-2"]["finished"]
+        t = datetime.datetime.fromisoformat(finished).timestamp()
+        os.utime(gone, (t, t))  # as the stage left it
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_timing_log_skips_malformed_lines(tmp_path):
+    log = tmp_path / "timing.jsonl"
+    good = {"stage": "compare", "seconds": 1.5, "params_sha256": "x", "finished": "2026-11-28T00:00:00+00:00"}
+    log.write_bytes(b"[1, 2]\n" + json.dumps(good).encode() + b'\n{"stage": "merge"}\n\xff\xfe\n'
+                    + json.dumps(good | {"stage": "merge", "seconds": float("nan")}).encode() + b"\n{\"stage\": \"me")
+    assert results.timing_lines(log) == [good]
+    assert results.stage_times(["compare", "merge"], "x", log) == {
+        "compare": {"seconds": 1.5, "finished": good["finished"], "this_params": True}}
+
+
+def test_render_refuses_what_is_not_a_results_folder(tmp_path):
+    readme = tmp_path / "README.md"
+    root = tmp_path / "results"
+    (root / ".gpu-study-cpu-2026-11-28.tmp").mkdir(parents=True)  # a killed collect's: not a result
+    readme.write_text(f"{results.END}\n{results.BEGIN}\nold\n{results.END}\n")
+    assert results.update_readme(readme, root) is False and "No results folder yet" in readme.read_text()
+    (root / "half").mkdir()
+    with pytest.raises(UserError, match="half/environment.json: not found"):
+        results.update_readme(readme, root)
+    (root / "half" / "environment.json").write_text('{"date": "2026-11-28", "device": "cpu"}')
+    with pytest.raises(UserError, match="half/params.yaml: not found"):
+        results.render(root)
+    r = CliRunner().invoke(app, ["results", "render", "--readme", str(tmp_path / "none.md"), "--root", str(root)])
+    assert r.exit_code == 2 and "none.md: not found" in r.output
+
+
+@pytest.mark.slow
 def test_render_and_numbers_of_a_collected_run(study, tmp_path):
     _, folder, _ = study
     readme = tmp_path / "README.md"
@@ -150,8 +214,8 @@ def test_readme_results_section_is_rendered_from_committed_results():
     text = (ROOT / "README.md").read_text()
     section = text[slice(*results.readme_section(text))]
     assert section == render_from_root(), "run `dreaming-data results render`"
-    values = [v for f in results.folders(ROOT / "results") for v in results.folder_values(f)]
-    assert results.unmatched_numbers(section, values) == []
+    for folder in results.folders(ROOT / "results"):  # each folder's part, against that folder's files alone
+        assert results.unmatched_numbers(results.render_folder(folder), results.folder_values(folder)) == [], folder
 
 
 def render_from_root() -> str:

@@ -117,7 +117,14 @@ def quickstart(
         from dreaming_data.config import parse_params, read_yaml
 
         merged = apply_overrides(read_yaml(params_file), overrides)
-        parse_params(merged, f"{profile} profile")
+        parsed = parse_params(merged, f"{profile} profile")
+        if collect:  # before hours of work, not after
+            from dreaming_data.results import target_folder
+
+            target = target_folder(profile, parsed.runtime.device)
+            if target.exists():
+                raise UserError(f"{target}: already exists (move it away, or run without --collect and then "
+                                f"`dreaming-data results collect {profile} --force`)")
     except UserError as exc:
         fail(str(exc))
     if dvc:
@@ -332,7 +339,7 @@ def results_render(
     except UserError as exc:
         fail(str(exc))
     if check and not current:
-        print(f"{readme}: the Results section is not what results/ renders (run `dreaming-data results render`)",
+        print(f"{readme}: the Results section is not what {root}/ renders (run `dreaming-data results render`)",
               file=sys.stderr)
         raise typer.Exit(1)
     print(f"{readme}: Results section " + ("current" if current else "rendered") + f" from {root}/")

@@ -77,25 +77,31 @@ def environment(device: str) -> dict[str, Any]:
 
     import torch
 
-    commit = _git("rev-parse", "HEAD")
+    head = _git("rev-parse", "HEAD")
+    commit = head or os.environ.get("DREAMING_DATA_COMMIT") or None  # a tree copied without .git names its commit
     return {"device": device_name(device), "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "torch": torch.__version__, "torchvision": _version("torchvision"), "numpy": _version("numpy"),
             "dvc": _version("dvc"), "commit": commit,
             # the code: params.yaml and dvc.lock are the run's own after `dvc exp run` (its params are in the folder)
             "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                             ":(exclude)params.yaml", ":(exclude)dvc.lock")) if commit else None}
+                                             ":(exclude)params.yaml", ":(exclude)dvc.lock"))
+            if head else None}
 
 
 def timing_lines(log: Path) -> list[dict]:
+    """The well-formed lines of the timing log (a line cut by a kill or a full disk is skipped)."""
     if not log.exists():
         return []
     lines = []
-    for line in log.read_text(encoding="utf-8").splitlines():
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a full disk
+            entry = json.loads(line)
+        except json.JSONDecodeError:
             continue
+        if (isinstance(entry, dict) and isinstance(entry.get("stage"), str) and isinstance(entry.get("finished"), str)
+                and isinstance(entry.get("seconds"), (int, float)) and math.isfinite(entry["seconds"])):
+            lines.append(entry)
     return lines
 
 
@@ -107,6 +113,50 @@ def stage_times(stages: list[str], digest: str, log: Path) -> dict[str, dict]:
             latest[entry["stage"]] = entry
     return {s: {"seconds": e["seconds"], "finished": e["finished"], "this_params": e.get("params_sha256") == digest}
             for s, e in latest.items()}
+
+
+def small_outputs(p) -> dict[str, list[str]]:
+    """Per stage of the run ``p`` describes (``pipeline.stage_calls``), the small files it writes: metrics, reports,
+    plots. (Models, image arrays and Inception statistics stay with DVC.) Checked against what a real run writes."""
+    from dreaming_data.config import VARIANTS
+    from dreaming_data.pipeline import stage_calls
+
+    name = paths.classifier_name
+    files: dict[str, list[str]] = {}
+    for stage, _, kw in stage_calls(p):
+        family = stage.split("@")[0]
+        if family == "download":
+            files[stage] = ["metrics/data.json"]
+        elif family == "train_ddpm":
+            files[stage] = [f"metrics/ddpm-{kw['schedule']}.json", f"plots/ddpm/loss-{kw['schedule']}.csv"]
+        elif family == "sample_noise":
+            files[stage] = ["plots/samples/noise.png"]
+        elif family == "sample_grid":
+            files[stage] = [f"plots/samples/{kw['schedule']}-{kw['steps']}.png"]
+        elif family == "generate":
+            files[stage] = ["metrics/generate.json", "plots/samples/generated-preview.png"]
+        elif family in ("train_classifier", "train_matched"):
+            run = name(kw["arch"], kw.get("variant", "baseline_matched"), kw["seed"])
+            files[stage] = [f"metrics/train/{run}.json", f"plots/classifier/{run}.csv"]
+        elif family == "merge":
+            files[stage] = ["metrics/merge.json"]
+        elif family == "evaluate":
+            run = name(kw["arch"], kw["variant"], kw["seed"])
+            files[stage] = [f"metrics/eval/{run}.json", f"plots/confusion/{run}.csv", f"plots/confusion/{run}.png"]
+        elif family == "compare":
+            files[stage] = ["metrics/comparison.json", "metrics/summary.json", "reports/comparison.md",
+                            "plots/compare/val_accuracy.png"] + [
+                f"plots/compare/{a}-{v}.csv" for a in p.classifier.archs for v in VARIANTS]
+        elif family == "fid_reference":
+            files[stage] = []
+        elif family == "ablation_sample":
+            files[stage] = [f"metrics/ablation/sampling-{kw['schedule']}-{kw['sampler']}-{kw['steps']}.json"]
+        elif family == "ablation":
+            files[stage] = ["metrics/ablation.json", "reports/ablation.md", "plots/ablation/ablation.csv",
+                            "plots/ablation/ablation.png"]
+        else:  # a new stage must say what it writes here
+            raise AssertionError(f"results.small_outputs: unknown stage {stage}")
+    return files
 
 
 def dvc_up_to_date() -> bool | None:
@@ -122,17 +172,36 @@ def dvc_up_to_date() -> bool | None:
         return False
 
 
-def check_fresh(stages: list[str], times: dict[str, dict], params_path: Path) -> None:
-    """Refuse to publish outputs that the params did not make: every stage ran last with exactly these params, or
-    DVC vouches that every output matches them (stages restored from its cache leave no timing line)."""
+def check_fresh(outputs: dict[str, list[str]], times: dict[str, dict], params_path: Path) -> None:
+    """Refuse to publish outputs that the params did not make. Every output must exist; and every stage must have
+    run last with exactly these params and not have had its outputs replaced since (a later ``dvc checkout``), or
+    DVC must vouch that every output matches them (stages restored from its cache leave no timing line)."""
+    for stage, files in outputs.items():
+        for f in files:
+            if not Path(f).is_file():
+                raise UserError(f"{f}: missing (written by stage {stage}: run the study to the end first)")
+    stages = list(outputs)
     stale = [s for s in stages if not times.get(s, {}).get("this_params")]
     if not stale:
-        return
+        for stage, files in outputs.items():
+            finished = datetime.datetime.fromisoformat(times[stage]["finished"]).timestamp()
+            for f in files:
+                if Path(f).stat().st_mtime > finished + 2:
+                    stale.append(stage)
+                    break
+        if not stale:
+            return
+        changed = stale[0]
+    else:
+        changed = None
     if params_path.resolve() == Path("params.yaml").resolve() and dvc_up_to_date():
         return
-    missing = [s for s in stale if s not in times]
-    what = (f"stage {missing[0]} has no recorded run" if missing else
-            f"stage {stale[0]} last ran with other params than {params_path}")
+    if changed:
+        what = f"the outputs of stage {changed} changed after it last ran ({times[changed]['finished']})"
+    else:
+        missing = [s for s in stale if s not in times]
+        what = (f"stage {missing[0]} has no recorded run" if missing else
+                f"stage {stale[0]} last ran with other params than {params_path}")
     raise UserError(f"{what} ({runner_timing()}; {len(stale)} of {len(stages)} stages): run the study to the end with "
                     f"these params first (`dvc repro`, or `dreaming-data quickstart --no-dvc`)")
 
@@ -143,25 +212,22 @@ def runner_timing() -> Path:
     return TIMING
 
 
-def _plot_files(definitions: list) -> tuple[list, set[str]]:
-    """The top-level ``plots:`` definitions whose files exist here, and those files."""
-    kept, files = [], set()
+def _plot_files(definitions: list, files: set[str]) -> tuple[list, set[str]]:
+    """The top-level ``plots:`` definitions of dvc.yaml whose files are all among ``files``, and those files."""
+    kept, used = [], set()
     for item in definitions:
         if isinstance(item, str):
-            path = Path(item)
-            found = sorted(p.as_posix() for p in path.rglob("*.png")) if path.is_dir() else (
-                [item] if path.exists() else [])
+            found = sorted(f for f in files if f == item or f.startswith(item.rstrip("/") + "/"))
             if found:
                 kept.append(item)
-                files.update(found)
+                used.update(found)
             continue
         (title, spec), = item.items()
         sources = spec.get("y", {})
-        present = [f for f in (sources if isinstance(sources, dict) else []) if Path(f).exists()]
-        if present and len(present) == len(sources):
+        if isinstance(sources, dict) and sources and all(f in files for f in sources):
             kept.append(item)
-            files.update(present)
-    return kept, files
+            used.update(sources)
+    return kept, used
 
 
 def setting_differences(run: dict, base: dict, prefix: str = "") -> dict[str, list]:
@@ -189,37 +255,39 @@ def base_params(params_path: Path) -> tuple[dict, str]:
     return read_yaml(Path("params.yaml")), "params.yaml"
 
 
+def check_profile_name(profile: str) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", profile):
+        raise UserError(f"profile name {profile[:80]!r}: expected up to 64 lower-case letters, digits and dashes")
+
+
+def target_folder(profile: str, device: str, out_root: Path = RESULTS, date: str | None = None) -> Path:
+    """``out_root/<profile>-<device name>-<date>``."""
+    check_profile_name(profile)
+    return out_root / f"{profile}-{slug(device_name(device))}-{date or datetime.date.today().isoformat()}"
+
+
 def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Path = RESULTS,
             date: str | None = None, force: bool = False) -> Path:
-    """Copy the finished run's small files into ``out_root/<profile>-<device>-<date>/`` (written beside, then
-    renamed into place). Returns the folder."""
+    """Copy the finished run's small files (``small_outputs``) into ``out_root/<profile>-<device>-<date>/``
+    (written beside, then renamed into place). Returns the folder."""
     from dreaming_data.config import load_params, read_yaml
-    from dreaming_data.pipeline import stage_calls
     from dreaming_data.runner import params_digest
 
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", profile):
-        raise UserError(f"profile name {profile!r}: expected lower-case letters, digits and dashes")
+    check_profile_name(profile)
     p = load_params(params_path)
-    for needed in (paths.METRICS / "comparison.json", paths.METRICS / "ablation.json"):
-        if not needed.exists():
-            raise UserError(f"{needed}: not found (run the study to the end first)")
-    stages = [name for name, _, _ in stage_calls(p)]
-    times = stage_times(stages, params_digest(params_path), runner_timing())
-    check_fresh(stages, times, params_path)
+    if not Path("dvc.yaml").exists():
+        raise UserError("dvc.yaml: not found (run from the project root: its plots are what a results folder draws)")
+    outputs = small_outputs(p)
+    times = stage_times(list(outputs), params_digest(params_path), runner_timing())
+    check_fresh(outputs, times, params_path)
 
     env = environment(p.runtime.device)
     date = date or datetime.date.today().isoformat()
     target = out_root / f"{profile}-{slug(env['device'])}-{date}"
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (pass --force to replace it)")
-
-    if not Path("dvc.yaml").exists():
-        raise UserError("dvc.yaml: not found (run from the project root: its plots are what a results folder draws)")
-    dvc_yaml = read_yaml(Path("dvc.yaml"))
-    definitions, plot_files = _plot_files(dvc_yaml.get("plots") or [])
-    files = sorted({f.as_posix() for f in paths.METRICS.rglob("*.json")}
-                   | {f.as_posix() for f in paths.REPORTS.glob("*.md")}
-                   | {f.as_posix() for f in paths.PLOTS.rglob("*.png")} | plot_files)
+    files = sorted({f for fs in outputs.values() for f in fs})
+    definitions, _ = _plot_files(read_yaml(Path("dvc.yaml")).get("plots") or [], set(files))
     for f in files:
         if Path(f).stat().st_size > MAX_FILE_BYTES:
             raise UserError(f"{f}: {Path(f).stat().st_size:,} bytes, over the {MAX_FILE_BYTES:,} a results file may have")
@@ -227,19 +295,19 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
     base, base_name = base_params(params_path)
     run_params = read_yaml(params_path)
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp = out_root / f".{target.name}.tmp"
+    tmp, old = out_root / f".{target.name}.tmp", out_root / f".{target.name}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         for f in files:
             (tmp / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, tmp / f)
         shutil.copyfile(params_path, tmp / "params.yaml")
-        metrics = sorted(f for f in files if f.endswith(".json"))
+        metrics = [f for f in files if f.endswith(".json")]
         (tmp / "dvc.yaml").write_text(yaml.safe_dump({"metrics": metrics, "plots": definitions}, sort_keys=False))
         (tmp / ".dvc").mkdir()
         (tmp / ".dvc" / "config").write_text("")  # a DVC subproject: `dvc metrics/plots show` work from here
         (tmp / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
-        per_stage = {s: times[s] for s in stages if s in times}
+        per_stage = {s: times[s] for s in outputs if s in times}
         families: dict[str, dict] = {}
         for s, t in per_stage.items():
             fam = families.setdefault(s.split("@")[0], {"stages": 0, "seconds": 0.0})
@@ -255,9 +323,11 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
         write("environment.json", {"profile": profile, "date": date, "params": params_path.as_posix(), **env})
         write("setting.json", {"compared_with": base_name,
                                "differences": setting_differences(run_params, base)})
-        if target.exists():
-            shutil.rmtree(target)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():  # --force: the old folder steps aside (hidden: render skips it) until the new one is in
+            target.rename(old)
         tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -268,15 +338,24 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
 
 def _read(folder: Path, name: str) -> Any:
     path = folder / name
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"{path}: not found (a results folder is made by `dreaming-data results collect`)")
-    return yaml.safe_load(path.read_text()) if name.endswith(".yaml") else json.loads(path.read_text())
+    try:
+        return yaml.safe_load(path.read_text()) if name.endswith(".yaml") else json.loads(path.read_text())
+    except (ValueError, yaml.YAMLError):
+        raise UserError(f"{path}: not readable {'YAML' if name.endswith('.yaml') else 'JSON'}") from None
 
 
 def folders(root: Path = RESULTS) -> list[Path]:
-    """Results folders: GPU runs first, then CPU runs; the newest first within each."""
-    found = [d for d in root.iterdir() if d.is_dir() and (d / "environment.json").exists()] if root.exists() else []
+    """Results folders: GPU runs first, then CPU runs; the newest first within each. Hidden folders (a collect's
+    ``.NAME.tmp``, ``.NAME.old``) are not results."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: not a folder of results")
+    found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.exists() else []
     envs = {d: _read(d, "environment.json") for d in found}
+    for d, env in envs.items():
+        if not isinstance(env, dict) or not isinstance(env.get("date"), str) or not isinstance(env.get("device"), str):
+            raise UserError(f"{d / 'environment.json'}: expected a mapping with date and device")
     newest_first = sorted(found, key=lambda d: (envs[d]["date"], d.name), reverse=True)
     return sorted(newest_first, key=lambda d: envs[d]["device"] == "cpu")
 
@@ -342,6 +421,14 @@ def _report_paragraph(params: dict, cmp: dict, differences: dict) -> str:
 
 
 def render_folder(folder: Path) -> str:
+    """The Markdown of one results folder (a ``UserError`` naming it when a file lacks what it needs)."""
+    try:
+        return _render_folder(folder)
+    except (KeyError, TypeError, IndexError, StopIteration, AttributeError, ValueError) as exc:
+        raise UserError(f"{folder}: an incomplete results folder ({type(exc).__name__}: {exc})") from None
+
+
+def _render_folder(folder: Path) -> str:
     env = _read(folder, "environment.json")
     params = _read(folder, "params.yaml")
     cmp = _read(folder, "metrics/comparison.json")
@@ -392,7 +479,8 @@ def render(root: Path = RESULTS) -> str:
 
 
 def readme_section(text: str, readme: Path = README) -> tuple[int, int]:
-    start, end = text.find(BEGIN), text.find(END)
+    start = text.find(BEGIN)
+    end = text.find(END, start + len(BEGIN)) if start >= 0 else -1
     if start < 0 or end < start:
         raise UserError(f"{readme}: no results markers (expected a line {BEGIN!r} and, below it, {END!r})")
     return start, end + len(END)
@@ -403,6 +491,8 @@ def update_readme(readme: Path = README, root: Path = RESULTS, check: bool = Fal
     current. Returns True when the README already was."""
     from dreaming_data.io import atomic_path
 
+    if not readme.is_file():
+        raise UserError(f"{readme}: not found (expected the README with the results markers)")
     text = readme.read_text(encoding="utf-8")
     start, end = readme_section(text, readme)
     new = text[:start] + render(root) + text[end:]
