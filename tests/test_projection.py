@@ -47,6 +47,15 @@ def test_the_default_study_counted_by_hand(tmp_path):
     assert low["train_ddpm@cosine"] == {("ddpm_step", "cosine"): 100 * 15}  # 1,000 // 64
 
 
+def test_sizes_come_from_these_params_not_from_a_workspace_left_by_others(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "data.json").write_text(json.dumps({  # the data stage of a digits run
+        "source": "digits", "classes": list("0123456789"), "image_shape": [8, 8, 1],
+        "totals": {"train": 100, "val": 50, "test": 360}}))
+    assert projection.data_sizes(parse_params(default_params())).train == 45_000
+
+
 def test_filtered_dreams_count_what_merge_keeps():
     p = parse_params(apply_overrides(default_params(), {"merge.filter": "confident", "merge.synthetic_per_class": 2000}))
     sizes = projection.Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)

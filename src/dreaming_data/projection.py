@@ -41,10 +41,11 @@ class Part:
         return f"{self.units:,} {what}" + (f" ({self.key})" if self.key else "")
 
 
-def data_sizes(p: Params, data_json: Path = Path("metrics/data.json")) -> Sizes:
-    """The data's size: from the data stage's metrics when it ran, else CIFAR-10's published counts with the split
-    arithmetic, else (digits, folders) by reading the source."""
-    if data_json.is_file():
+def data_sizes(p: Params, data_json: Path | None = None) -> Sizes:
+    """The data's size: from ``data_json`` (the data stage's metrics of a run of these params) when given, else
+    CIFAR-10's published counts with the split arithmetic, else (digits, folders) by reading the source. (The
+    workspace's metrics/data.json is not read by default: it may come from a run of other params.)"""
+    if data_json is not None and data_json.is_file():
         m = json.loads(data_json.read_text())
         t = m["totals"]
         return Sizes(len(m["classes"]), tuple(m["image_shape"]), t["train"], t["val"], t["test"])
