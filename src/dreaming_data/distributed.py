@@ -124,9 +124,12 @@ def launch(runtime: RuntimeConfig, label: str, script: list[str]) -> None:
     threads = runtime.num_workers or max(1, (os.cpu_count() or 1) // runtime.nproc)
     Path(".dreaming-data").mkdir(exist_ok=True)  # in the project folder: every node sees it
     with tempfile.TemporaryDirectory(prefix="errors-", dir=".dreaming-data") as errors:
-        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", ERRORS_ENV)}
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", ERRORS_ENV, "TORCH_CPP_LOG_LEVEL")}
         os.environ["OMP_NUM_THREADS"] = str(threads)  # torchrun would set 1 and say so
         os.environ[ERRORS_ENV] = os.path.abspath(errors)
+        # c10d's C++ warnings (a store client seeing its server go when another process stopped first: a dozen
+        # lines of stack frames) would bury the one line this launcher says; a user's own level stays
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
         try:
             if runtime.nnodes > 1:
                 try:
