@@ -5,14 +5,7 @@
 # weights rounded to fp16 so that they travel; relative feature difference 3e-3 against the fp32 file,
 # measured on CPU). Everything it reports lands in $OUT.
 set -u
-export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
-OUT="${OUT:-/tmp/gpu-out}"
-BUDGET="${BUDGET:-570}"
-mkdir -p "$OUT"
-t0=$(date +%s)
-left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
-quiet() { tr '\r' '\n' | grep --line-buffered -v -E "it/s\]|step/s\]|img/s\]|^\s*$|Warning|warnings.warn"; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+source benchmarks/loan.sh
 python -c "import torch, torchvision, torchmetrics; print(torch.__version__, torchvision.__version__, torchmetrics.__version__)" \
   | tee -a "$OUT/gpu.txt"
 timeout 90 python benchmarks/fid_real_vs_real.py --data .gpu/cifar10-jpeg.tar.gz --n 10000 \

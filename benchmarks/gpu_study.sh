@@ -26,15 +26,8 @@ EOF
   du -sh .gpu
   exit 0
 fi
-export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1
 export DREAMING_DATA_COMMIT="$(cat .gpu/commit 2>/dev/null)"
-OUT="${OUT:-/tmp/gpu-out}"
-BUDGET="${BUDGET:-570}"
-mkdir -p "$OUT"
-t0=$(date +%s)
-left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
-quiet() { tr '\r' '\n' | grep --line-buffered -v -E "it/s\]|step/s\]|img/s\]|^\s*$|Warning|warnings.warn"; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+source benchmarks/loan.sh
 s0=$(date +%s)
 timeout "$(( $(left) - 20 ))" python -m dreaming_data.cli quickstart --profile gpu-study --no-dvc --collect \
   --data-path .gpu/cifar10-jpeg.tar.gz -S eval.fid_weights=.gpu/inception-fp16.pt "$@" 2>&1 | quiet | tee "$OUT/study.log"

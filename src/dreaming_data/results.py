@@ -24,6 +24,7 @@ import yaml
 
 from dreaming_data import paths
 from dreaming_data.errors import UserError
+from dreaming_data.runner import TIMING
 
 RESULTS = Path("results")
 README = Path("README.md")
@@ -202,32 +203,23 @@ def check_fresh(outputs: dict[str, list[str]], times: dict[str, dict], params_pa
         missing = [s for s in stale if s not in times]
         what = (f"stage {missing[0]} has no recorded run" if missing else
                 f"stage {stale[0]} last ran with other params than {params_path}")
-    raise UserError(f"{what} ({runner_timing()}; {len(stale)} of {len(stages)} stages): run the study to the end with "
+    raise UserError(f"{what} ({TIMING}; {len(stale)} of {len(stages)} stages): run the study to the end with "
                     f"these params first (`dvc repro`, or `dreaming-data quickstart --no-dvc`)")
 
 
-def runner_timing() -> Path:
-    from dreaming_data.runner import TIMING
-
-    return TIMING
-
-
-def _plot_files(definitions: list, files: set[str]) -> tuple[list, set[str]]:
-    """The top-level ``plots:`` definitions of dvc.yaml whose files are all among ``files``, and those files."""
-    kept, used = [], set()
+def _plot_definitions(definitions: list, files: set[str]) -> list:
+    """The top-level ``plots:`` definitions of dvc.yaml whose files are all among ``files``."""
+    kept = []
     for item in definitions:
         if isinstance(item, str):
-            found = sorted(f for f in files if f == item or f.startswith(item.rstrip("/") + "/"))
-            if found:
+            if any(f == item or f.startswith(item.rstrip("/") + "/") for f in files):
                 kept.append(item)
-                used.update(found)
             continue
-        (title, spec), = item.items()
+        (_, spec), = item.items()
         sources = spec.get("y", {})
         if isinstance(sources, dict) and sources and all(f in files for f in sources):
             kept.append(item)
-            used.update(sources)
-    return kept, used
+    return kept
 
 
 def setting_differences(run: dict, base: dict, prefix: str = "") -> dict[str, list]:
@@ -278,7 +270,7 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
     if not Path("dvc.yaml").exists():
         raise UserError("dvc.yaml: not found (run from the project root: its plots are what a results folder draws)")
     outputs = small_outputs(p)
-    times = stage_times(list(outputs), params_digest(params_path), runner_timing())
+    times = stage_times(list(outputs), params_digest(params_path), TIMING)
     check_fresh(outputs, times, params_path)
 
     env = environment(p.runtime.device)
@@ -287,7 +279,7 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (pass --force to replace it)")
     files = sorted({f for fs in outputs.values() for f in fs})
-    definitions, _ = _plot_files(read_yaml(Path("dvc.yaml")).get("plots") or [], set(files))
+    definitions = _plot_definitions(read_yaml(Path("dvc.yaml")).get("plots") or [], set(files))
     for f in files:
         if Path(f).stat().st_size > MAX_FILE_BYTES:
             raise UserError(f"{f}: {Path(f).stat().st_size:,} bytes, over the {MAX_FILE_BYTES:,} a results file may have")
