@@ -16,7 +16,8 @@ import time
 import torch
 
 from dreaming_data.config import load_params
-from dreaming_data.ddpm import build_unet, train_step
+from dreaming_data.ddpm import build_unet
+from dreaming_data.ddpm_training import train_step
 from dreaming_data.diffusion import guided_eps, make_schedule
 from dreaming_data.runtime import autocast, maybe_compile, memory_format, resolve_device, setup_backends
 from dreaming_data.unet import count_parameters

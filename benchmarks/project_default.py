@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreaming_data import projection
-from dreaming_data.cli import apply_overrides, profile_overrides
+from dreaming_data.overrides import apply_overrides, profile_overrides
+from dreaming_data.tools import projection
 from dreaming_data.config import parse_params, read_yaml
 from dreaming_data.errors import UserError
 from dreaming_data.runtime import maybe_compile, memory_format, resolve_device, setup_backends
@@ -59,8 +59,10 @@ def rate(fn, units: int, device: torch.device, seconds: float) -> tuple[float, f
 def measure(p, sizes: projection.Sizes, paths: set[tuple[str, str]], device: torch.device, seconds: float,
             inception_weights) -> tuple[dict, dict]:
     """Seconds per unit and first-call seconds of every (code path, key) in ``paths``."""
-    from dreaming_data.classifier import Normalizer, build_classifier, optimizer, predict, train_step as cls_step
-    from dreaming_data.ddpm import LoadedDDPM, build_unet, process_config, train_step as ddpm_step
+    from dreaming_data.classifier import Normalizer, build_classifier, predict
+    from dreaming_data.classifier_training import optimizer, train_step as cls_step
+    from dreaming_data.ddpm import LoadedDDPM, build_unet, process_config
+    from dreaming_data.ddpm_training import train_step as ddpm_step
     from dreaming_data.diffusion import make_schedule
     from dreaming_data.quality import InceptionFeatures, inception_features
     from dreaming_data.randomness import image_keys

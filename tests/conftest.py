@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,16 @@ def default_params() -> dict:
 
 
 def tiny_params(**extra) -> dict:
-    from dreaming_data.cli import apply_overrides, load_profile
+    from dreaming_data.overrides import apply_overrides, load_profile
 
     return apply_overrides(default_params(), load_profile("quickstart") | TINY | extra)
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty directory as the current directory, with the stage scripts' paths relative to it."""
+    """A project folder with nothing but the pipeline's dvc.yaml (where error hints find which stage writes a file),
+    as the current directory."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

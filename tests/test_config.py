@@ -3,7 +3,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from dreaming_data.cli import app, apply_overrides, dvc_set_args
+from dreaming_data.cli import app
+from dreaming_data.overrides import apply_overrides, dvc_set_args
 from dreaming_data.config import load_params, parse_params
 from dreaming_data.errors import UserError
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from dreaming_data.curve import Grid, curve_rows, load_grid, queue_commands, write_curve
+from dreaming_data.tools.curve import Grid, curve_rows, load_grid, queue_commands, write_curve
 from dreaming_data.errors import UserError
 
 from conftest import default_params

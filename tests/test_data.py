@@ -184,7 +184,7 @@ def test_truncated_folder_archive(tmp_path):
 
 
 def test_per_class_sample():
-    from dreaming_data.data import per_class_sample
+    from dreaming_data.io import per_class_sample
 
     y = np.array([0, 1, 0, 0, 1, 0, 0, 2])
     idx = per_class_sample(y, 3, seed=0)
@@ -215,14 +215,14 @@ def test_stage_script_reports_one_line_and_writes_nothing(workdir):
     raw = default_params()
     raw["data"].update(source="folder", path=str(workdir / "missing-folder"))
     write_params(workdir / "params.yaml", raw)
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py")], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.download"], capture_output=True, text=True,
                        env=stage_env())
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: data.path: {workdir / 'missing-folder'} does not exist"
     assert not (workdir / "data").exists() and not (workdir / "metrics").exists()
     raw["data"]["source"] = "mnist"
     write_params(workdir / "params.yaml", raw)
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py")], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.download"], capture_output=True, text=True,
                        env=stage_env())
     assert r.returncode == 2 and "'data.source' must be one of cifar10, folder, digits, got 'mnist'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

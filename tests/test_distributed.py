@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from conftest import ROOT, stage_env, tiny_params, write_params
-from dreaming_data import distributed as dd, pipeline
+from dreaming_data import distributed as dd
 from dreaming_data.config import parse_params
-from dreaming_data.runner import script_args
+from dreaming_data.tools import registry
 
 pytestmark = pytest.mark.slow
 
@@ -57,30 +57,27 @@ def test_shares_cover_the_range_in_order():
 def test_the_multi_node_recipe_runs_torchrun_on_every_node():
     runtime = parse_params(tiny_params(**{"runtime.nproc": 2, "runtime.nnodes": 2,
                                           "runtime.rdzv_endpoint": "node1:29500"})).runtime
-    cmd = dd.launch_command(runtime, "generate", ["stages/generate.py", "--params", "p.yaml"])
+    script = ["-m", "dreaming_data.stages.generate", "--params", "p.yaml"]
+    cmd = dd.launch_command(runtime, "generate", script)
     assert cmd[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert cmd[5:7] == ["-m", "dreaming_data.distributed"]  # a quiet torchrun on each node
     assert {"--nproc-per-node=2", "--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node1:29500",
             "--rdzv-id=generate"} <= set(cmd)
-    assert cmd[-3:] == ["stages/generate.py", "--params", "p.yaml"]
+    assert cmd[-4:] == script
     local = dd.torchrun_args(parse_params(tiny_params(**{"runtime.nproc": 4})).runtime, "x", ["s.py"])
     assert local == ["--nproc-per-node=4", "--nnodes=1", "--standalone", "s.py"]
 
 
-def test_every_distributed_stage_relaunches_its_own_script_with_its_arguments():
-    """The launcher runs stages/<function>.py with the matrix arguments in the order its main() takes them."""
-    import importlib.util
-
-    calls = [c for c in pipeline.stage_calls(parse_params(tiny_params())) if getattr(c[1], "distributed", False)]
-    assert {fn.__name__ for _, fn, _ in calls} == {"train_ddpm", "sample_grid", "generate", "train_classifier",
-                                                   "train_matched", "fid_reference", "ablation_sample", "ablation"}
-    for _, fn, kwargs in calls:
-        args = script_args(fn, "p.yaml", kwargs)
-        spec = importlib.util.spec_from_file_location("stage", ROOT / args[0])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        assert list(inspect.signature(module.main).parameters) == [*kwargs, "params"]
-        assert args[1:] == [*map(str, kwargs.values()), "--params", "p.yaml"]
+def test_every_distributed_stage_relaunches_its_own_module_with_its_arguments():
+    """The launcher runs `-m dreaming_data.stages.<name> ARGS... --params P`, which the module's main parses back."""
+    p = parse_params(tiny_params())
+    found = [i for i in registry.instances(p) if i.stage.distributed]
+    assert {i.stage.name for i in found} == {"train_ddpm", "sample_grid", "generate", "train_classifier",
+                                             "train_matched", "fid_reference", "ablation_sample", "ablation"}
+    for i in found:
+        cmd = i.stage.command("p.yaml", i.kwargs)
+        assert cmd == ["-m", i.stage.module, *map(str, i.kwargs.values()), "--params", "p.yaml"]
+        assert i.stage.parse(cmd[2:]) == (i.kwargs, "p.yaml")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -88,7 +85,7 @@ def test_every_distributed_stage_relaunches_its_own_script_with_its_arguments():
 
 
 def stage(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(Path("stages") / f"{name}.py"), *args]
+    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
 
 
 def run(cmd, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
@@ -99,9 +96,9 @@ def run(cmd, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.
 
 
 def project(root: Path, **overrides) -> Path:
-    """A project folder: the stage scripts (linked), params with ``overrides``, and the data stage's outputs."""
+    """A project folder: dvc.yaml, params with ``overrides``, and the data stage's outputs."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "stages").symlink_to(ROOT / "stages")
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     write_params(root / "params.yaml", tiny_params(**EXACT | overrides))
     run(stage("download"), root)
     return root
@@ -211,13 +208,13 @@ def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
     shutil.copytree(state.parent, saved)
 
     r = run(stage("train_ddpm", "linear"), root)  # two processes again: the bytes of an uninterrupted run
-    assert "resuming linear" in r.stdout
+    assert "ddpm linear: resuming from" in r.stdout
     assert (root / "models/ddpm/linear/model.pt").read_bytes() == uninterrupted
 
     shutil.copytree(saved, state.parent)
     with_nproc(root, 1, **longer)
     r = run(stage("train_ddpm", "linear"), root)  # one process goes on from the same state
-    assert "resuming linear" in r.stdout
+    assert "ddpm linear: resuming from" in r.stdout
     assert json.loads((root / "metrics" / "ddpm-linear.json").read_text())["resumed_from_step"] > 0
     assert not state.parent.exists()
 
@@ -280,7 +277,7 @@ def test_in_process_launch_leaves_the_signal_handlers_as_they_were(trained, monk
     monkeypatch.setenv("PYTHONPATH", stage_env()["PYTHONPATH"])
     with_nproc(trained, 2)
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    run_stage(pipeline.sample_grid, "params.yaml", schedule="linear", steps=10)
+    run_stage(registry.stages()["sample_grid"], "params.yaml", schedule="linear", steps=10)
     assert {s: signal.getsignal(s) for s in before} == before
 
 
@@ -306,10 +303,10 @@ def test_several_nodes_through_srun(trained, tmp_path):
     write_params(trained / "params.yaml", tiny_params(**EXACT | nodes))
     run(stage("sample_grid", "linear", "10"), trained, env)
     assert (trained / "plots/samples/linear-10.png").read_bytes() == one
-    r = run(stage("sample_grid", "linear", "7"), trained, env, ok=False)  # 7 is not in sample.steps
+    r = run(stage("sample_grid", "cosine", "10"), trained, env, ok=False)  # the workers find no cosine model
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert [line for line in r.stderr.splitlines() if line.strip()] == [
-        "error: steps 7 is not in sample.steps [40, 10]"], r.stderr[-3000:]
+        "error: models/ddpm/cosine/model.pt: missing (run `dvc repro train_ddpm@cosine` first)"], r.stderr[-3000:]
 
 
 def test_a_worker_error_is_one_line(tmp_path):

@@ -1,9 +1,8 @@
-"""dvc.yaml against the code: every file a stage executes is a dependency, every param it reads is declared, and the
-stage graph is the one ``pipeline.stage_calls`` runs without DVC. The lists are derived from the code, not kept."""
+"""dvc.yaml against the code: every file a stage executes is a dependency (written by `dreaming-data deps`), every
+param it reads is declared, and each stage module's declared data deps and outputs are the ones dvc.yaml lists."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import re
@@ -36,89 +35,44 @@ def undeclared_ok(key: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Import closure
+# Code deps: written by `dreaming-data deps` from each stage module's imports
 
 
-def module_file(name: str) -> Path | None:
-    """The file of module ``dreaming_data.x`` (None outside the package)."""
-    if name != "dreaming_data" and not name.startswith("dreaming_data."):
-        return None
-    parts = name.split(".")[1:]
-    path = PACKAGE.joinpath(*parts)
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+def test_dvc_yaml_lists_the_code_each_stage_executes():
+    """dvc.yaml's src/ deps are what `dreaming-data deps` derives from the stage modules' imports (run it after
+    changing an import)."""
+    from dreaming_data.tools import deps
+
+    text = (ROOT / "dvc.yaml").read_text()
+    assert deps.derived(text, ROOT) == text, "run `dreaming-data deps`"
 
 
-def imports_in(node: ast.AST) -> set[str]:
-    """Modules of the package that ``node`` (a module, or a function with its nested imports) imports."""
-    found = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Import):
-            found |= {a.name for a in n.names}
-        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
-            found.add(n.module)
-            found |= {f"{n.module}.{a.name}" for a in n.names if module_file(f"{n.module}.{a.name}") is not None
-                      and module_file(f"{n.module}.{a.name}").exists()}
-    return {m for m in found if module_file(m) is not None and module_file(m).exists()}
+def test_closure_follows_every_import_and_nothing_else(tmp_path):
+    from dreaming_data.tools.deps import closure
+
+    train_ddpm = {Path(f).name for f in closure("dreaming_data.stages.train_ddpm", ROOT)}
+    # no other stage's code, and nothing of the classifiers, the comparison or sample quality
+    assert "train_ddpm.py" in train_ddpm and "unet.py" in train_ddpm and "training.py" in train_ddpm
+    assert not train_ddpm & ({p.name for p in (PACKAGE / "stages").glob("*.py")} - {"__init__.py", "train_ddpm.py"})
+    assert not train_ddpm & {"evaluation.py", "comparison.py", "stats.py", "classifier.py", "quality.py", "data.py"}
+    assert {"data.py"} <= {Path(f).name for f in closure("dreaming_data.stages.download", ROOT)}
+    # an import inside a function counts as much as one at the top, and a package's __init__ with its modules
+    pkg = tmp_path / "src" / "dreaming_data"
+    (pkg / "sub").mkdir(parents=True)
+    for name, text in {"__init__.py": "", "a.py": "def f():\n    from dreaming_data import b\n", "b.py": "",
+                       "sub/__init__.py": "", "sub/c.py": "import dreaming_data.a\n", "unused.py": ""}.items():
+        (pkg / name).write_text(text)
+    assert closure("dreaming_data.sub.c", tmp_path) == [f"src/dreaming_data/{f}" for f in (
+        "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py")]
 
 
-def pipeline_entry_imports(functions: set[str]) -> set[str]:
-    """pipeline.py imports lazily inside each stage function: the module's own top-level imports, plus those of
-    the entry functions and of the pipeline helpers they call (by name), transitively."""
-    tree = ast.parse((PACKAGE / "pipeline.py").read_text())
-    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    top = {n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
-    found = set().union(*(imports_in(n) for n in top))
-    todo, seen = list(functions), set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in defs:
-            continue
-        seen.add(name)
-        found |= imports_in(defs[name])
-        todo += [n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs]
-    return found
+def test_no_stage_imports_another_stage_or_the_tools():
+    from dreaming_data.tools.deps import closure
 
-
-def stage_closure(script: Path) -> set[Path]:
-    """Files of ``dreaming_data`` that running ``script`` executes: its imports, closed transitively (every import
-    of a module counts, except pipeline.py's per-stage lazy ones, resolved per entry function)."""
-    tree = ast.parse(script.read_text())
-    entry = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-             and isinstance(n.value, ast.Name) and n.value.id == "pipeline"}
-    todo = list(imports_in(tree))
-    files: set[Path] = set()
-    while todo:
-        mod = todo.pop()
-        path = module_file(mod)
-        if path in files:
-            continue
-        files.add(path)
-        if "." in mod:
-            todo.append(mod.rsplit(".", 1)[0])  # a package's __init__ runs before its modules
-        todo += pipeline_entry_imports(entry) if mod == "dreaming_data.pipeline" else imports_in(ast.parse(path.read_text()))
-    return files
-
-
-def covered(path: Path, deps: list[str]) -> bool:
-    rel = path.relative_to(ROOT).as_posix()
-    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
-
-
-@pytest.mark.parametrize("stage", sorted(DVC))
-def test_deps_cover_every_file_the_stage_executes(stage):
-    spec = DVC[stage]
-    script = ROOT / spec["cmd"].split()[1]
-    closure = stage_closure(script) | {script}
-    deps = spec["deps"]
-    missing = sorted(p.relative_to(ROOT).as_posix() for p in closure if not covered(p, deps))
-    assert not missing, f"dvc.yaml stage {stage} executes but does not list: {missing}"
-    assert (PACKAGE / "pipeline.py") in closure and (PACKAGE / "config.py") in closure  # the analysis sees through
-
-
-def test_closure_follows_only_the_stage_function():
-    merge = stage_closure(ROOT / "stages" / "merge.py")
-    assert PACKAGE / "data.py" in merge and PACKAGE / "unet.py" not in merge
-    assert PACKAGE / "unet.py" in stage_closure(ROOT / "stages" / "train_ddpm.py")
+    for name in (n for n in DVC):
+        files = closure(f"dreaming_data.stages.{name}", ROOT)
+        others = [f for f in files if "/stages/" in f and not f.endswith(("/__init__.py", f"/{name}.py"))]
+        assert not others and not [f for f in files if "/tools/" in f or f.endswith("/cli.py")], (name, files)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,8 +144,8 @@ def stage_reads(tmp_path_factory):
     """Run every stage in order on a tiny configuration, recording the params fields each one reads."""
     import os
 
-    from dreaming_data import pipeline
     from dreaming_data.config import parse_params
+    from dreaming_data.tools.registry import ordered
 
     raw = tiny_params(**TINY_RUN)
     p = parse_params(raw)
@@ -200,10 +154,10 @@ def stage_reads(tmp_path_factory):
     os.chdir(work)
     reads = {}
     try:
-        for name, fn, kwargs in pipeline.stage_calls(p):
+        for instance in ordered(p):
             log: set[str] = set()
-            fn(recording(p, log), **kwargs)
-            reads[name] = (log, kwargs)
+            instance.stage.run(recording(p, log), **instance.kwargs)
+            reads[instance.label] = (log, instance.kwargs)
     finally:
         os.chdir(old)
     return reads, work, raw
@@ -241,13 +195,56 @@ def test_metrics_are_strict_json(stage_reads):
         json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: {c} is not JSON"))
 
 
-def test_stage_graph_matches_dvc():
-    from dreaming_data import pipeline
+# ---------------------------------------------------------------------------------------------------------
+# The stage modules' declarations against DVC's own reading of dvc.yaml
+
+
+@pytest.fixture(scope="module")
+def dvc_stages():
+    """DVC's stages of the repository's dvc.yaml and params.yaml: name -> (data deps, cached outs, uncached outs)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    out = {}
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            rel = lambda o: Path(str(o.fs_path)).relative_to(ROOT).as_posix()  # noqa: E731
+            deps = {rel(d) for d in stage.deps if not isinstance(d, ParamsDependency) and not rel(d).startswith("src/")}
+            out[stage.addressing] = (deps, {rel(o) for o in stage.outs if o.use_cache},
+                                     {rel(o) for o in stage.outs if not o.use_cache})
+    return out
+
+
+def covered_by(files: set[str], dirs: set[str]) -> tuple[list[str], list[str]]:
+    """(files under none of ``dirs``, entries of ``dirs`` holding none of ``files``): DVC may name a folder."""
+    inside = lambda f, d: f == d or f.startswith(d.rstrip("/") + "/")  # noqa: E731
+    return (sorted(f for f in files if not any(inside(f, d) for d in dirs)),
+            sorted(d for d in dirs if not any(inside(f, d) for f in files)))
+
+
+def test_stage_modules_declare_what_dvc_yaml_says(dvc_stages):
+    """Every instance's declared inputs, outputs and small files are dvc.yaml's deps, outs and uncached outs."""
     from dreaming_data.config import load_params
+    from dreaming_data.tools.registry import instances
+
+    ours = {i.label: i for i in instances(load_params(ROOT / "params.yaml"))}
+    assert sorted(ours) == sorted(dvc_stages)
+    problems = []
+    for label, i in ours.items():
+        deps, cached, small = dvc_stages[label]
+        for what, declared, listed in (("inputs", i.inputs, deps), ("outputs", i.outputs, cached),
+                                       ("small", i.small, small)):
+            extra, unused = covered_by(set(declared), listed)
+            problems += [f"{label}: {what} declares {f}, not in dvc.yaml" for f in extra]
+            problems += [f"{label}: dvc.yaml lists {d}, not in its {what}" for d in unused]
+    assert not problems, "; ".join(problems)
+
+
+def test_stage_graph_matches_dvc():
+    from dreaming_data.config import load_params
+    from dreaming_data.tools.registry import ordered
 
     r = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    listed = r.stdout.split()
-    ours = [name for name, _, _ in pipeline.stage_calls(load_params(ROOT / "params.yaml"))]
-    assert sorted(listed) == sorted(ours)
+    assert sorted(r.stdout.split()) == sorted(i.label for i in ordered(load_params(ROOT / "params.yaml")))

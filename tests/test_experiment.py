@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dreaming_data.classifier import random_crop_flip
+from dreaming_data.classifier_training import random_crop_flip
 from dreaming_data.config import parse_params
-from dreaming_data.data import merge_synthetic
-from dreaming_data.evaluation import classification_metrics, compare_runs, confusion_rows
+from dreaming_data.selection import merge_synthetic
+from dreaming_data.comparison import compare_runs
+from dreaming_data.evaluation import classification_metrics, confusion_rows
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet
 
@@ -74,7 +75,7 @@ def test_compare_pairs_by_seed():
 
 
 def test_confident_filter_keeps_the_judges_favourites():
-    from dreaming_data.data import select_confident
+    from dreaming_data.selection import select_confident
 
     syn = images(12, synthetic=True)  # classes 0, 1, 2 in turn: class 0 holds rows 0, 3, 6, 9
     probs = np.full((12, 3), 0.1)

@@ -29,7 +29,7 @@ LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkp
 
 
 def stage(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]
+    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
 
 
 def run(cmd, cwd: Path) -> subprocess.CompletedProcess:
@@ -87,7 +87,7 @@ def test_train_ddpm_resumes_to_the_same_bytes(base, tmp_path, sig):
     r = interrupt(stage("train_ddpm", "linear"), work, (work / state).exists, sig)
     check_interrupted(r, sig, work / model)
     resumed = run(stage("train_ddpm", "linear"), work)
-    assert "resuming linear" in resumed.stdout
+    assert "ddpm linear: resuming from" in resumed.stdout
     assert (work / model).read_bytes() == (base / model).read_bytes()
     assert (work / "plots/ddpm/loss-linear.csv").read_bytes() == (base / "plots/ddpm/loss-linear.csv").read_bytes()
     assert not (work / state.parent).exists()
@@ -126,7 +126,7 @@ def test_train_classifier_resumes_to_the_same_bytes(base, tmp_path, sig):
     r = interrupt(stage("train_classifier", *args), work, (work / state).exists, sig)
     check_interrupted(r, sig, work / model)
     resumed = run(stage("train_classifier", *args), work)
-    assert "resuming after epoch" in resumed.stdout
+    assert "simple_cnn-baseline-seed0: resuming from" in resumed.stdout
     assert (work / model).read_bytes() == (base / model).read_bytes()
     assert (work / "plots/classifier/simple_cnn-baseline-seed0.csv").read_bytes() == \
         (base / "plots/classifier/simple_cnn-baseline-seed0.csv").read_bytes()

@@ -33,8 +33,8 @@ class Payload:
         return os.system, ("touch pwned",)
 
 
-def test_model_files_cannot_run_code(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_model_files_cannot_run_code(workdir):
+    tmp_path = workdir
     path = tmp_path / "models" / "ddpm" / "linear" / "model.pt"
     path.parent.mkdir(parents=True)
     torch.save({"format": "dreaming-data ddpm", "x": Payload()}, path)
@@ -61,8 +61,8 @@ def test_broken_model_file_is_one_line(tmp_path, content):
         load_torch(path, "dreaming-data classifier")
 
 
-def test_truncated_or_foreign_image_set_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_truncated_or_foreign_image_set_is_one_line(workdir):
+    tmp_path = workdir
     path = tmp_path / "data" / "train" / "baseline.npz"
     save_images(path, ImageSet.real(np.zeros((20, 8, 8, 1), np.uint8), np.arange(20) % 2, ("a", "b")))
     data = path.read_bytes()
@@ -84,7 +84,8 @@ def test_metrics_json_is_strict(tmp_path):
     assert "NaN" not in text and "Infinity" not in text
 
 
-def test_stage_with_an_empty_model_says_one_line(tmp_path):
+def test_stage_with_an_empty_model_says_one_line(workdir):
+    tmp_path = workdir
     write_params(tmp_path / "params.yaml", tiny_params())
     (tmp_path / "models" / "classifier").mkdir(parents=True)
     (tmp_path / "models" / "classifier" / "simple_cnn-baseline-seed0.pt").write_bytes(b"")
@@ -92,7 +93,7 @@ def test_stage_with_an_empty_model_says_one_line(tmp_path):
 
     save_images(tmp_path / "data" / "prepared" / "test.npz",
                 ImageSet.real(np.zeros((3, 8, 8, 1), np.uint8), np.arange(3), ("a", "b", "c")))
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "simple_cnn", "baseline", "0"], cwd=tmp_path,
+    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.evaluate", "simple_cnn", "baseline", "0"], cwd=tmp_path,
                        capture_output=True, text=True, env=stage_env())
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()

@@ -8,7 +8,7 @@ import torch
 
 from dreaming_data.checkpoints import ResumeDir
 from dreaming_data.config import parse_params
-from dreaming_data.ddpm import train_ddpm
+from dreaming_data.ddpm_training import train_ddpm
 from dreaming_data.data import load_digits
 from dreaming_data.unet import UNet, count_parameters
 
@@ -54,7 +54,7 @@ def ctrl_c_at(when):
 
 
 def test_ddpm_resume_after_ctrl_c_is_exact(tmp_path, capsys):
-    from dreaming_data.ddpm import training_identity
+    from dreaming_data.ddpm_training import training_identity
 
     p = parse_params(tiny_params(**{"ddpm.epochs": 4}))
     train = digits_train()
@@ -66,7 +66,7 @@ def test_ddpm_resume_after_ctrl_c_is_exact(tmp_path, capsys):
     assert state["step"] == 5
     ema_b, r = train_ddpm(p, "linear", train, resume(p))
     resume(p).finish()
-    assert r.resumed_from == 5 and "resuming linear" in capsys.readouterr().out
+    assert r.resumed_from == 5 and "ddpm linear: resuming from" in capsys.readouterr().out
     for (k, a), b in zip(ema_a.state_dict().items(), ema_b.state_dict().values()):
         assert torch.equal(a, b), k
     # another configuration does not resume from that state
@@ -79,7 +79,7 @@ def test_ddpm_resume_after_ctrl_c_is_exact(tmp_path, capsys):
 
 
 def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
-    from dreaming_data.classifier import train_classifier, training_identity
+    from dreaming_data.classifier_training import train_classifier, training_identity
 
     p = parse_params(tiny_params(**{"classifier.simple_cnn.batch_size": 16}))
     recipe = p.classifier.simple_cnn
@@ -89,9 +89,10 @@ def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
     a = train_classifier("simple_cnn", recipe, p.runtime, train, val, seed=0, steps=steps)
     assert [h["steps"] for h in a.history] == [5, 10, 13]
     with pytest.raises(KeyboardInterrupt):
-        train_classifier("simple_cnn", recipe, p.runtime, train, val, 0, steps, resume(0), on_epoch=ctrl_c_at(2))
+        train_classifier("simple_cnn", recipe, p.runtime, train, val, 0, steps, resume(0), on_step=ctrl_c_at(7))
     b = train_classifier("simple_cnn", recipe, p.runtime, train, val, seed=0, steps=steps, resume=resume(0))
-    assert "resuming after epoch 2/3" in capsys.readouterr().out
+    out = capsys.readouterr().out  # stopped inside the second epoch: it resumes there, not at an epoch's start
+    assert "classifier: resuming from" in out and "at step 7/13" in out
     assert a.history == b.history
     for (k, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(wa, wb), k
@@ -100,7 +101,7 @@ def test_classifier_resume_after_ctrl_c_is_exact(tmp_path, capsys):
 
 
 def test_classifier_does_not_resume_under_another_thread_count(tmp_path, capsys):
-    from dreaming_data.classifier import train_classifier, training_identity
+    from dreaming_data.classifier_training import train_classifier, training_identity
 
     def params(threads):
         return parse_params(tiny_params(**{"classifier.simple_cnn.batch_size": 16, "runtime.num_workers": threads}))
@@ -113,7 +114,7 @@ def test_classifier_does_not_resume_under_another_thread_count(tmp_path, capsys)
         one, two = params(1), params(2)
         with pytest.raises(KeyboardInterrupt):
             train_classifier("simple_cnn", one.classifier.simple_cnn, one.runtime, train, val, 0, 15, resume(one),
-                             on_epoch=ctrl_c_at(2))
+                             on_step=ctrl_c_at(10))
         train_classifier("simple_cnn", two.classifier.simple_cnn, two.runtime, train, val, 0, 15, resume(two))
     finally:
         torch.set_num_threads(threads)
@@ -123,7 +124,7 @@ def test_classifier_does_not_resume_under_another_thread_count(tmp_path, capsys)
 
 def test_steps_matched_arithmetic():
     """baseline_matched gets augmented's optimizer steps: epochs x ceil(N_augmented / batch)."""
-    from dreaming_data.classifier import steps_per_epoch, training_steps
+    from dreaming_data.config import steps_per_epoch, training_steps
 
     recipe = parse_params(default_params()).classifier.simple_cnn  # 40 epochs, batch 64
     assert steps_per_epoch(45000, 64) == 704 and steps_per_epoch(64, 64) == 1 and steps_per_epoch(65, 64) == 2

@@ -32,7 +32,7 @@ def ran(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     repo = tmp_path_factory.mktemp("study")
-    for item in ("stages", "src", "dvc.yaml", ".dvcignore", ".gitignore"):
+    for item in ("src", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
     shutil.rmtree(repo / "src" / "dreaming_data.egg-info", ignore_errors=True)
@@ -59,7 +59,7 @@ def test_repro_runs_every_stage(project):
     assert set(cmp) == {"simple_cnn", "resnet18"}
     # the small files a results folder takes are exactly what the stages wrote to metrics/, reports/ and plots/
     from dreaming_data.config import load_params
-    from dreaming_data.results import small_outputs
+    from dreaming_data.tools.registry import small_outputs
 
     written = {f.relative_to(repo).as_posix() for d in ("metrics", "reports", "plots") for f in (repo / d).rglob("*")
                if f.is_file()}
@@ -88,8 +88,8 @@ def test_repro_runs_every_stage(project):
 
 def test_projection_counts_what_the_run_did(project):
     """benchmarks/project_default.py multiplies rates by projection.pipeline_work: its counts are the run's own."""
-    from dreaming_data import projection
     from dreaming_data.config import load_params
+    from dreaming_data.tools import projection
 
     repo, _ = project
     p = load_params(repo / "params.yaml")
@@ -132,6 +132,15 @@ def test_forced_rerun_trains_again(project):
     finally:
         unet.write_text(text)
     sh("dvc", "repro", cwd=repo)  # back to the committed code (CPU training is bit-exact: same model bytes)
+    # rewording the ablation's report marks that stage alone: no training, generation or merge stage executes it
+    report = repo / "src" / "dreaming_data" / "stages" / "ablation.py"
+    text = report.read_text()
+    try:
+        report.write_text(text.replace("# Sample quality per schedule", "# Sample quality (reworded) per schedule"))
+        changed = set(json.loads(sh("dvc", "status", "--json", cwd=repo).stdout))
+        assert changed == {"ablation"}, changed
+    finally:
+        report.write_text(text)
     # what a kill during an atomic write leaves behind is not part of any tracked folder
     junk = [repo / "data" / "ablation" / ".linear-ancestral-10.npz.x1y2.tmp", repo / "metrics" / "eval" / ".a.json.k.tmp"]
     for path in junk:
@@ -203,7 +212,7 @@ def test_each_plot_is_drawn_once(project):
 
 
 def test_offline_plots_page(project, tmp_path):
-    from dreaming_data.offline_plots import remote_references
+    from dreaming_data.tools.offline_plots import remote_references
 
     repo, _ = project
     r = sh(sys.executable, "-m", "dreaming_data.cli", "plots", "-o", str(tmp_path / "offline"), cwd=repo)

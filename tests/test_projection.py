@@ -10,10 +10,11 @@ import sys
 import pytest
 
 from conftest import ROOT, TINY_PIPELINE, default_params, stage_env, tiny_params, write_params
-from dreaming_data import projection
-from dreaming_data.cli import apply_overrides
-from dreaming_data.config import parse_params
-from dreaming_data.pipeline import stage_calls
+from dreaming_data.config import merged_per_class, parse_params
+from dreaming_data.overrides import apply_overrides
+from dreaming_data.stages import Part, Sizes
+from dreaming_data.tools import projection
+from dreaming_data.tools.registry import ordered
 
 
 def work_of(p, sizes) -> dict[str, dict[tuple[str, str], int]]:
@@ -24,7 +25,7 @@ def work_of(p, sizes) -> dict[str, dict[tuple[str, str], int]]:
 def test_the_default_study_counted_by_hand(tmp_path):
     p = parse_params(default_params())
     sizes = projection.data_sizes(p, tmp_path / "no-data.json")
-    assert sizes == projection.Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)  # 50,000 - 5,000 validation
+    assert sizes == Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)  # 50,000 - 5,000 validation
     w = work_of(p, sizes)
     assert w["train_ddpm@linear"] == {("ddpm_step", "linear"): 100 * 703}  # 45,000 // 64 full batches, 100 epochs
     assert w["generate"] == {("sample", "ancestral@1000"): 50_000 * 100}  # 5,000 per class, 100 steps
@@ -41,7 +42,7 @@ def test_the_default_study_counted_by_hand(tmp_path):
     cells = 2 * 2 * 3
     assert w["ablation"] == {("inception", ""): cells * 10_000, ("classifier_step", "resnet18"): (cells + 1) * 1_500,
                              ("predict", "resnet18"): (cells + 1) * 10_000 + cells * 10_000}
-    assert set(w) == {name for name, _, _ in stage_calls(p)}
+    assert set(w) == {i.label for i in ordered(p)}
     low = work_of(parse_params(apply_overrides(default_params(), {"data.train_per_class": 100})),
                   projection.data_sizes(p, tmp_path / "no-data.json").__class__(10, (32, 32, 3), 1_000, 5_000, 10_000))
     assert low["train_ddpm@cosine"] == {("ddpm_step", "cosine"): 100 * 15}  # 1,000 // 64
@@ -58,15 +59,15 @@ def test_sizes_come_from_these_params_not_from_a_workspace_left_by_others(tmp_pa
 
 def test_filtered_dreams_count_what_merge_keeps():
     p = parse_params(apply_overrides(default_params(), {"merge.filter": "confident", "merge.synthetic_per_class": 2000}))
-    sizes = projection.Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)
-    assert projection.synthetic_merged(p, sizes) == 20_000
+    sizes = Sizes(10, (32, 32, 3), 45_000, 5_000, 10_000)
+    assert sizes.classes * merged_per_class(p) == 20_000
     w = work_of(p, sizes)
     assert w["merge"] == {("predict", "resnet18"): 50_000}  # the judge scores every generated image
     assert w["train_classifier@simple_cnn-augmented-0"][("classifier_step", "simple_cnn")] == 40 * 1_016  # 65,000
 
 
 def test_project_sums_units_times_rates_and_first_calls():
-    work = [("a", [projection.Part("ddpm_step", "linear", 10), projection.Part("predict", "x", 100)]), ("b", [])]
+    work = [("a", [Part("ddpm_step", "linear", 10), Part("predict", "x", 100)]), ("b", [])]
     rows = projection.project(work, {("ddpm_step", "linear"): 0.5, ("predict", "x"): 0.01},
                               {("ddpm_step", "linear"): 7.0})
     assert rows[0]["run_s"] == pytest.approx(6.0) and rows[0]["total_s"] == pytest.approx(13.0)
@@ -83,7 +84,7 @@ def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     p = parse_params(tiny_params(**TINY_PIPELINE))
-    assert [row["stage"] for row in result["stages"]] == [name for name, _, _ in stage_calls(p)]
+    assert [row["stage"] for row in result["stages"]] == [i.label for i in ordered(p)]
     assert result["total_s"] == pytest.approx(sum(row["total_s"] for row in result["stages"]))
     assert {(r["path"], r["key"]) for r in result["rates"]} == {
         ("ddpm_step", "linear"), ("ddpm_step", "cosine"), ("sample", "ancestral@4"), ("sample", "ancestral@30"),

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, TINY
 
-from dreaming_data import results
-from dreaming_data.cli import PROFILES, app, apply_overrides, load_profile
+from dreaming_data.cli import app
+from dreaming_data.overrides import PROFILES, apply_overrides, load_profile
+from dreaming_data.tools import registry, results
 from dreaming_data.config import parse_params
 from dreaming_data.errors import UserError
 
@@ -79,12 +80,12 @@ def test_tiny_gpu_study_runs_and_collects(study):
     assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1  # every stage of the run
     assert all(s["this_params"] and s["seconds"] > 0 for s in stages.values())
     assert timing["families"]["evaluate"]["stages"] == 18
-    # exactly what the run wrote to metrics/, reports/ and plots/ (results.small_outputs), and the folder's own files
+    # exactly what the run wrote to metrics/, reports/ and plots/ (registry.small_outputs), and the folder's own files
     written = {f.relative_to(work).as_posix() for d in ("metrics", "reports", "plots") for f in (work / d).rglob("*")
                if f.is_file()}
     collected = {f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()}
     p = parse_params(yaml.safe_load((folder / "params.yaml").read_text()))
-    assert written == {f for fs in results.small_outputs(p).values() for f in fs}
+    assert written == {f for fs in registry.small_outputs(p).values() for f in fs}
     assert collected == written | {"params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", "timing.json",
                                    "environment.json", "setting.json"}
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))  # small files only

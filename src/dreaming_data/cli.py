@@ -31,63 +31,7 @@ def check(params: Annotated[Path, typer.Option(help="params file to validate")] 
           f"{len(p.classifier.seeds)} classifier seeds)")
 
 
-PROFILES = ("quickstart", "gpu-smoke", "gpu-study")
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
-
-
-def load_profile(name: str) -> dict:
-    """The committed ``-S key=value`` overrides of a profile (src/dreaming_data/profiles/<name>.yaml)."""
-    from importlib.resources import files
-
-    import yaml
-
-    if name not in PROFILES:
-        raise UserError(f"--profile: unknown profile {name!r} (expected one of {', '.join(PROFILES)})")
-    return yaml.safe_load(files("dreaming_data").joinpath("profiles", f"{name}.yaml").read_text())
-
-
-def apply_overrides(raw: dict, overrides: dict) -> dict:
-    """A copy of the params mapping ``raw`` with dotted ``overrides`` set; an unknown key is a ``UserError``."""
-    import copy
-
-    out = copy.deepcopy(raw)
-    for key, value in overrides.items():
-        if not isinstance(key, str):
-            raise UserError(f"override {key!r}: not a params key (expected a dotted name like ddpm.lr)")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise UserError(f"override {key}: no such key in params.yaml")
-        node[leaf] = value
-    return out
-
-
-def profile_overrides(profile: str | None, sets: list[str], data_path: str | None = None) -> dict:
-    """A profile's overrides (none for ``None``), then ``data.path``, then ``KEY=VALUE`` items (values parsed as YAML,
-    as ``dvc exp run -S`` parses them)."""
-    overrides = load_profile(profile) if profile else {}
-    if data_path is not None:
-        overrides["data.path"] = data_path
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set {item}: expected KEY=VALUE")
-        from ruamel.yaml import YAML
-
-        overrides[key] = YAML(typ="safe", pure=True).load(value)
-    return overrides
-
-
-def dvc_set_args(overrides: dict) -> list[str]:
-    """``-S key=value`` arguments for ``dvc exp run``; values in YAML flow form (DVC parses them as YAML)."""
-    import json
-
-    args = []
-    for key, value in overrides.items():
-        args += ["-S", f"{key}={json.dumps(value)}"]
-    return args
 
 
 @app.command()
@@ -109,6 +53,8 @@ def quickstart(
 
     import yaml
 
+    from dreaming_data.overrides import apply_overrides, dvc_set_args, profile_overrides
+
     try:
         overrides = profile_overrides(profile, set_ or [], data_path)
         params_file = Path("params.yaml")
@@ -119,7 +65,7 @@ def quickstart(
         merged = apply_overrides(read_yaml(params_file), overrides)
         parsed = parse_params(merged, f"{profile} profile")
         if collect:  # before hours of work, not after
-            from dreaming_data.results import target_folder
+            from dreaming_data.tools.results import target_folder
 
             target = target_folder(profile, parsed.runtime.device)
             if target.exists():
@@ -134,18 +80,18 @@ def quickstart(
         if rc != 0:
             fail(f"dvc exp run failed (exit {rc})")
     else:
-        from dreaming_data import pipeline
+        import time
+
+        from dreaming_data.tools.registry import ordered
 
         out = Path(".dreaming-data") / f"params-{profile}.yaml"
         out.parent.mkdir(exist_ok=True)
         out.write_text(yaml.safe_dump(merged, sort_keys=False))
-        import time
-
-        for stage, fn, kwargs in pipeline.stage_calls(load_params(out)):
+        for instance in ordered(load_params(out)):
             t0 = time.perf_counter()
-            print(f"=== {stage}", flush=True)
-            run_stage(fn, out, **kwargs)
-            print(f"=== {stage}: {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"=== {instance.label}", flush=True)
+            run_stage(instance.stage, out, **instance.kwargs)
+            print(f"=== {instance.label}: {time.perf_counter() - t0:.1f} s", flush=True)
     for report in (Path("reports/comparison.md"), Path("reports/ablation.md")):
         if report.exists():
             print(report.read_text())
@@ -167,7 +113,7 @@ def plots(
     import subprocess
     import tempfile
 
-    from dreaming_data.offline_plots import offline_template, remote_references
+    from dreaming_data.tools.offline_plots import offline_template, remote_references
 
     with tempfile.TemporaryDirectory() as tmp:
         template = Path(tmp) / "offline.html"
@@ -256,7 +202,7 @@ def curve(
     import time
 
     from dreaming_data.config import read_yaml
-    from dreaming_data.curve import curve_rows, load_grid, queue_commands, write_curve
+    from dreaming_data.tools.curve import curve_rows, load_grid, queue_commands, write_curve
 
     try:
         g = load_grid(grid, read_yaml("params.yaml"))
@@ -302,6 +248,21 @@ def curve(
     print(Path("reports/curve.md").read_text())
 
 
+@app.command()
+def deps(check: Annotated[bool, typer.Option(help="only check that dvc.yaml has them (exit 1 if not)")] = False) -> None:
+    """Write each dvc.yaml stage's code deps: the package files its module imports, transitively."""
+    from dreaming_data.tools.deps import write
+
+    try:
+        current = write(check=check)
+    except UserError as exc:
+        fail(str(exc))
+    if check and not current:
+        print("dvc.yaml: the code deps differ from the stages' imports (run `dreaming-data deps`)", file=sys.stderr)
+        raise typer.Exit(1)
+    print("dvc.yaml: code deps " + ("current" if current else "written"))
+
+
 results_app = typer.Typer(no_args_is_help=True, help="Commit a finished run's small files; render README's Results.")
 app.add_typer(results_app, name="results")
 
@@ -315,7 +276,7 @@ def results_collect(
 ) -> None:
     """Copy a finished run's params, metrics, reports, plots, stage times and environment into
     results/<profile>-<device>-<date>/ (refused when any stage's outputs were not made with these params)."""
-    from dreaming_data import results
+    from dreaming_data.tools import results
 
     try:
         folder = results.collect(profile, params, out, force=force)
@@ -332,7 +293,7 @@ def results_render(
     check: Annotated[bool, typer.Option(help="only check that the section is current (exit 1 if not)")] = False,
 ) -> None:
     """Render README.md's Results section (between its results markers) from the results folders."""
-    from dreaming_data import results
+    from dreaming_data.tools import results
 
     try:
         current = results.update_readme(readme, root, check=check)

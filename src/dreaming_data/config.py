@@ -253,30 +253,36 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     return params
 
 
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file parsed as YAML 1.2, like DVC (ruamel) parses params.yaml: ``010`` is 10, ``1e-3`` a number,
-    ``no`` a string. PyYAML (YAML 1.1) would read some values differently from what dvc.lock records."""
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text parsed as YAML 1.2, like DVC (ruamel) parses params.yaml and ``-S`` values: ``010`` is 10, ``1e-3``
+    a number, ``no`` a string. PyYAML (YAML 1.1) would read some values differently from what dvc.lock records."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply") from None
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{where}: not valid YAML{at}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file parsed as YAML 1.2 (``parse_yaml``); a missing or unreadable file is a one-line ``UserError``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        return YAML(typ="safe", pure=True).load(text)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, not a YAML file") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply") from None
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML{where}") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_yaml(text, str(path))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -285,6 +291,26 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return parse_params(read_yaml(path), str(path))
     except RecursionError:
         raise UserError(f"{path}: nested too deeply") from None
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps of one pass over ``n_images`` (the last batch may be smaller)."""
+    return max(1, -(-n_images // batch_size))
+
+
+def training_steps(recipe: Recipe, n_images: int) -> int:
+    """Optimizer steps of ``recipe.epochs`` epochs over ``n_images``. baseline_matched trains on the baseline images
+    for the number of steps of augmented: training_steps(recipe, len(augmented))."""
+    return recipe.epochs * steps_per_epoch(n_images, recipe.batch_size)
+
+
+def merged_per_class(p: Params, generated: int | None = None) -> int:
+    """Synthetic images per class that the merge stage adds to the real ones (of ``generated``, default
+    ``generate.per_class``, per class)."""
+    m, per_class = p.merge, p.generate.per_class if generated is None else generated
+    if m.filter == "confident":
+        return m.synthetic_per_class if m.synthetic_per_class is not None else max(1, round(per_class * m.keep_fraction))
+    return per_class if m.synthetic_per_class is None else m.synthetic_per_class
 
 
 def confident_candidates(kept: int, keep_fraction: float) -> int:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dreaming_data.config import DataConfig, confident_candidates
+from dreaming_data.config import DataConfig
 from dreaming_data.errors import UserError
-from dreaming_data.io import ImageSet, save_images, write_json
+from dreaming_data.io import ImageSet, per_class_sample, save_images, write_json
 
 # The official release (https://www.cs.toronto.edu/~kriz/cifar.html), as torchvision.datasets.CIFAR10 names it.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -321,13 +321,6 @@ def split_train(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
     return train.subset(np.sort(idx)), train.subset(np.sort(idx_val))
 
 
-def per_class_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` rows per label drawn without replacement (all rows of a label that has fewer)."""
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(y == c), size=min(n, int((y == c).sum())), replace=False) for c in np.unique(y)]
-    return np.sort(np.concatenate(picked))
-
-
 def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) -> dict:
     """Run the data stage: write the ``train``, ``val`` and ``test`` sets to ``outputs[split]`` and counts to
     ``metrics_path``. Everything is read and checked before the first file is written."""
@@ -347,48 +340,3 @@ def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) 
         save_images(outputs[split], images)
     write_json(metrics_path, metrics)
     return metrics
-
-
-def check_same_kind(real: ImageSet, synthetic: ImageSet) -> None:
-    """Synthetic images must have the real ones' class names and image shape."""
-    if real.classes != synthetic.classes:
-        raise UserError(f"synthetic images have other class names than the real ones: {list(synthetic.classes)} vs "
-                        f"{list(real.classes)} (rerun generate)")
-    if real.x.shape[1:] != synthetic.x.shape[1:]:
-        raise UserError(f"synthetic images are {list(synthetic.x.shape[1:])}, the real ones "
-                        f"{list(real.x.shape[1:])} (rerun generate)")
-
-
-def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) -> ImageSet:
-    """Every real image, then the first ``per_class`` synthetic images of each class (all when None).
-    The ``synthetic`` flag records which rows a model made."""
-    check_same_kind(real, synthetic)
-    keep = []
-    for c in range(len(synthetic.classes)):
-        idx = np.flatnonzero(synthetic.y == c)
-        keep.append(idx if per_class is None else idx[:per_class])
-    syn = synthetic.subset(np.concatenate(keep))
-    return ImageSet(np.concatenate([real.x, syn.x]), np.concatenate([real.y, syn.y]), real.classes,
-                    np.concatenate([np.zeros(len(real), dtype=bool), np.ones(len(syn), dtype=bool)]))
-
-
-def select_confident(synthetic: ImageSet, probs: np.ndarray, per_class: int | None,
-                     keep_fraction: float) -> tuple[ImageSet, float]:
-    """Filtered dreams (the selection of Wang et al. 2023): per class, of the first ceil(per_class / keep_fraction)
-    generated images (all when ``per_class`` is None), keep the ``per_class`` (or round(keep_fraction x all)) that
-    ``probs`` ([N, K], a real-data classifier's) gives the highest probability of their intended class; ties go to
-    the lower index. Returns the kept images in index order, and their mean probability of the intended class."""
-    if probs.shape != (len(synthetic), len(synthetic.classes)):
-        raise UserError(f"classifier probabilities of shape {list(probs.shape)} for {len(synthetic)} images of "
-                        f"{len(synthetic.classes)} classes (the judge was trained on other classes?)")
-    keep, confidence = [], []
-    for c in range(len(synthetic.classes)):
-        idx = np.flatnonzero(synthetic.y == c)
-        n = per_class if per_class is not None else max(1, round(len(idx) * keep_fraction))
-        candidates = idx[:confident_candidates(n, keep_fraction)] if per_class is not None else idx
-        conf = probs[candidates, c]
-        best = np.argsort(-conf, kind="stable")[:n]
-        keep.append(np.sort(candidates[best]))
-        confidence.append(conf[best])
-    kept = np.concatenate(keep)
-    return synthetic.subset(kept), float(np.concatenate(confidence).mean()) if len(kept) else float("nan")

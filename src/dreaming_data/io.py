@@ -44,6 +44,42 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_csv(frame, path: str | Path) -> None:
+    """A pandas DataFrame as CSV without the index (what DVC's plot templates read), written atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """A matplotlib figure as PNG, written atomically; the figure is closed."""
+    plt = pyplot()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
+def save_png(image, path: str | Path) -> None:
+    """A PIL image as PNG, written atomically."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
 def _remake_hint(path: Path) -> str:
     stage = made_by(path)
     return f" (run `dvc repro {stage}` to remake it)" if stage else ""
@@ -165,3 +201,20 @@ def load_images(path: str | Path) -> ImageSet:
         raise UserError(f"{path}: not an image set written by dreaming-data (x {x.dtype} {list(x.shape)}, "
                         f"y {list(y.shape)}, {len(classes)} classes){_remake_hint(path)}")
     return ImageSet(x, y, classes, synthetic.astype(bool))
+
+
+def per_class_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` rows per label drawn without replacement (all rows of a label that has fewer)."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), size=min(n, int((y == c).sum())), replace=False) for c in np.unique(y)]
+    return np.sort(np.concatenate(picked))
+
+
+def check_same_kind(real: ImageSet, synthetic: ImageSet) -> None:
+    """Synthetic images must have the real ones' class names and image shape."""
+    if real.classes != synthetic.classes:
+        raise UserError(f"synthetic images have other class names than the real ones: {list(synthetic.classes)} vs "
+                        f"{list(real.classes)} (rerun generate)")
+    if real.x.shape[1:] != synthetic.x.shape[1:]:
+        raise UserError(f"synthetic images are {list(synthetic.x.shape[1:])}, the real ones "
+                        f"{list(real.x.shape[1:])} (rerun generate)")

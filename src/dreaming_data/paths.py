@@ -1,5 +1,9 @@
-"""Where each stage reads and writes, relative to the project root. ``dvc.yaml`` lists the same paths."""
+"""Where each stage reads and writes, relative to the project root; and which stage of ``dvc.yaml`` writes a path
+(for the hint in an error message: "run `dvc repro train_ddpm@linear`")."""
 
+from __future__ import annotations
+
+import functools
 import re
 from pathlib import Path
 
@@ -10,6 +14,9 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
 CHECKPOINTS = Path("checkpoints")  # git- and dvc-ignored: the resumable state of interrupted runs only
+ABLATION = Path("data/ablation")  # one .npz of samples per schedule x sampler x steps cell
+REFERENCE = Path("data/reference/inception.npz")  # Inception statistics of the real split every FID compares with
+DVC_YAML = Path("dvc.yaml")
 
 
 def prepared(split: str) -> Path:
@@ -37,8 +44,14 @@ def classifier_model(name: str) -> Path:
     return MODELS / "classifier" / f"{name}.pt"
 
 
-ABLATION = Path("data/ablation")  # one .npz of samples per schedule x sampler x steps cell
-REFERENCE = Path("data/reference/inception.npz")  # Inception statistics of the real split every FID compares with
+def judge_model(p) -> Path:
+    """The judge's real-data baseline (``classifier.judge``, first seed): what scores dreams for merge.filter and the
+    ablation (``p``: the parsed params)."""
+    return classifier_model(classifier_name(p.classifier.judge, "baseline", p.classifier.seeds[0]))
+
+
+def ablation_cell(schedule: str, sampler: str, steps: int) -> str:
+    return f"{schedule}-{sampler}-{steps}"
 
 
 def resume_dir(stage: str) -> Path:
@@ -46,28 +59,43 @@ def resume_dir(stage: str) -> Path:
     return CHECKPOINTS / stage.replace("@", "-")
 
 
-_MADE_BY = [  # (pattern on the POSIX path, the DVC stage that writes it)
-    (r"data/train/baseline\.npz|data/prepared/.*", "download"),
-    (r"data/train/augmented\.npz", "merge"),
-    (r"data/generated/.*", "generate"),
-    (r"models/ddpm/(?P<s>[^/]+)/model\.pt", "train_ddpm@{s}"),
-    (r"models/classifier/(?P<m>[^/]+)-baseline_matched-seed(?P<n>\d+)\.pt", "train_matched@{m}-{n}"),
-    (r"(?:plots/classifier/(?P<m>[^/]+)-baseline_matched-seed(?P<n>\d+)\.csv|"
-     r"metrics/train/(?P<m2>[^/]+)-baseline_matched-seed(?P<n2>\d+)\.json)", "train_matched@{m}-{n}"),
-    (r"models/classifier/(?P<s>[^/]+)\.pt", "train_classifier@{s}"),
-    (r"data/ablation/(?P<s>[^/]+)\.npz", "ablation_sample@{s}"),
-    (r"data/reference/inception\.npz", "fid_reference"),
-    (r"plots/classifier/(?P<s>[^/]+)\.csv|metrics/train/(?P<t>[^/]+)\.json", "train_classifier@{s}"),
-    (r"metrics/eval/(?P<s>[^/]+)\.json", "evaluate@{s}"),
-]
+# ---------------------------------------------------------------------------------------------------------
+# Which stage writes a path: read from dvc.yaml's outs, so that it cannot drift from the pipeline
 
 
-def made_by(path: str | Path) -> str | None:
-    """The stage that writes ``path`` (None for a file no stage writes), for error messages."""
+@functools.lru_cache(maxsize=4)
+def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern, str, list[str], dict]]:
+    """(pattern of an output path, stage, its matrix keys, literal matrix values) for every output in dvc.yaml;
+    the most specific patterns (most literal characters) first."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    found = []
+    for name, spec in stages.items():
+        if not isinstance(spec, dict):
+            continue
+        matrix = spec.get("matrix") or {}
+        literal = {k: [str(v) for v in vals] for k, vals in matrix.items() if isinstance(vals, list)}
+        for out in [*(spec.get("outs") or []), *(spec.get("metrics") or []), *(spec.get("plots") or [])]:
+            path = out if isinstance(out, str) else next(iter(out), "")
+            parts = re.split(r"(\$\{[^}]+\})", path)
+            regex = "".join(f"(?P<{p[7:-1]}>[^/]+?)" if p.startswith("${item.") else "[^/]+?" if p.startswith("${")
+                            else re.escape(p) for p in parts)
+            weight = sum(len(p) for p in parts if not p.startswith("${"))
+            found.append((weight, re.compile(f"(?:^|/){regex}(?:/.*)?$"), name, list(matrix), literal))
+    return [f[1:] for f in sorted(found, key=lambda f: -f[0])]
+
+
+def made_by(path: str | Path, dvc_yaml: Path = DVC_YAML) -> str | None:
+    """The stage of ``dvc_yaml`` that writes ``path`` (``train_ddpm@linear``), or None for a file no stage writes."""
     posix = Path(path).as_posix()
-    for pattern, stage in _MADE_BY:
-        if m := re.search(f"(?:^|/)(?:{pattern})$", posix):
-            g = m.groupdict()
-            name = g.get("s") or g.get("t") or ""
-            return stage.format(s=name.replace("-seed", "-"), m=g.get("m") or g.get("m2"), n=g.get("n") or g.get("n2"))
+    for pattern, name, keys, literal in _producers(dvc_yaml):
+        m = pattern.search(posix)
+        if m is None or any(m.group(k) not in literal[k] for k in literal if k in m.groupdict()):
+            continue
+        values = [m.groupdict().get(k) for k in keys]
+        return name if not keys or None in values else f"{name}@{'-'.join(values)}"
     return None

@@ -120,3 +120,9 @@ def normal_noise(keys: torch.Tensor, stream: int, shape: tuple[int, ...]) -> tor
         parts.append(torch.stack([r1 * a1.cos(), r1 * a1.sin(), r2 * a2.cos(), r2 * a2.sin()], dim=2))
     z = torch.cat(parts).reshape(B, blocks * 4)[:, :n]
     return z.float().reshape(B, *shape)
+
+
+def initial_noise(keys: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """x_T: [B, C, H, W] standard normal of the images with ``keys`` ([B, 2], from ``image_keys``)."""
+    H, W, C = image_shape
+    return normal_noise(keys, INITIAL_STREAM, (C, H, W))

@@ -1,5 +1,5 @@
-"""What every stage script shares: load params, run the stage function (under torchrun when it asks for several
-processes), turn a user mistake into one line."""
+"""What every stage shares at run time: load params, check the instance, run the body (under torchrun when it asks
+for several processes), record its seconds, turn a user mistake into one line."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dreaming_data.config import load_params
 from dreaming_data.errors import UserError
 
-STAGES = Path("stages")  # the stage scripts, relative to the project root (the working directory)
 TIMING = Path(".dreaming-data") / "timing.jsonl"  # one line per finished stage (git-ignored; `results collect` reads it)
 
 
@@ -22,22 +20,6 @@ def fail(message: str) -> None:
     """Print ``message`` as one line on stderr and exit 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def distributed(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a stage function that runs in ``runtime.nproc x runtime.nnodes`` processes (DDP, sharded sampling)."""
-    fn.distributed = True
-    return fn
-
-
-def script_args(fn: Callable[..., Any], params_path: str | Path, kwargs: dict) -> list[str]:
-    """The stage script of ``fn`` with its arguments: ``stages/<name>.py ARGS... --params PATH``."""
-    return [str(STAGES / f"{fn.__name__}.py"), *map(str, kwargs.values()), "--params", str(params_path)]
-
-
-def stage_label(fn: Callable[..., Any], kwargs: dict) -> str:
-    """The stage's name as ``dvc.yaml`` spells it: ``evaluate@resnet18-augmented-0``, ``compare``."""
-    return fn.__name__ + ("@" + "-".join(map(str, kwargs.values())) if kwargs else "")
 
 
 def params_digest(params_path: str | Path) -> str:
@@ -62,11 +44,19 @@ def record_timing(label: str, seconds: float, params_path: str | Path) -> None:
         print(f"warning: {TIMING}: could not record the stage's time ({exc.strerror})", file=sys.stderr)
 
 
-def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", **kwargs: Any) -> Any:
-    """Load params, call the stage function ``fn(params, **kwargs)``; a ``UserError`` becomes one line, exit 2.
+def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
+    """``kw`` must be one of the stage's matrix instances under these params (a stage of their dvc.yaml)."""
+    instances = stage.matrix(params)
+    if kw not in instances:
+        known = ", ".join(stage.label(**i) for i in instances) or "none"
+        raise UserError(f"{stage.label(**kw)} is not a stage of {params_path} (its {stage.name} stages: {known})")
 
-    A stage marked ``distributed`` with ``runtime.nproc x runtime.nnodes > 1`` is relaunched under torchrun (the
-    same script, one process per GPU) and this process waits for it."""
+
+def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:
+    """Load params, run ``stage.run(params, **kw)``; a ``UserError`` becomes one line, exit 2.
+
+    A ``distributed`` stage with ``runtime.nproc x runtime.nnodes > 1`` is relaunched under torchrun (the same
+    module, one process per GPU) and this process waits for it."""
     from dreaming_data import distributed as dd
 
     worker = dd.in_worker()
@@ -78,13 +68,14 @@ def run_stage(fn: Callable[..., Any], params_path: str | Path = "params.yaml", *
     silent = worker and (reason or os.environ.get("RANK", "0") != "0")
     try:
         params = load_params(params_path)
-        label = stage_label(fn, kwargs)
+        check_instance(stage, params, params_path, kw)
+        label = stage.label(**kw)
         started = time.perf_counter()
-        if getattr(fn, "distributed", False) and params.runtime.world_size > 1 and not worker:
-            result = dd.launch(params.runtime, label, script_args(fn, params_path, kwargs))
+        if stage.distributed and params.runtime.world_size > 1 and not worker:
+            result = dd.launch(params.runtime, label, stage.command(params_path, kw))
         else:
             with dd.session(params.runtime):
-                result = fn(params, **kwargs)
+                result = stage.run(params, **kw)
         if not worker:
             record_timing(label, time.perf_counter() - started, params_path)
         return result

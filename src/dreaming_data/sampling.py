@@ -11,27 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from tqdm.auto import tqdm  # noqa: F401 (type of the progress bars)
 
-from dreaming_data import distributed as dd
+from dreaming_data import distributed as dd, paths
 from dreaming_data.checkpoints import ResumeDir
-from dreaming_data.config import DiffusionConfig, RuntimeConfig
-from dreaming_data.ddpm import LoadedDDPM
+from dreaming_data.config import DiffusionConfig, Params, RuntimeConfig
+from dreaming_data.ddpm import LoadedDDPM, load_ddpm
 from dreaming_data.diffusion import respaced_timesteps, sample, to_uint8
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, atomic_path
-from dreaming_data.randomness import INITIAL_STREAM, image_keys, normal_noise
+from dreaming_data.pictures import class_rows, grid_labels
+from dreaming_data.randomness import fingerprint_file, image_keys, initial_noise, normal_noise
 from dreaming_data.runtime import autocast, maybe_compile, progress_bar
 
 
 BAR_FORMAT = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-
-
-def initial_noise(keys: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """x_T: [B, C, H, W] standard normal of the images with ``keys`` ([B, 2], from ``image_keys``)."""
-    H, W, C = image_shape
-    return normal_noise(keys, INITIAL_STREAM, (C, H, W))
 
 
 class Sampler:
@@ -89,61 +84,17 @@ class Sampler:
         return np.concatenate(dd.gather(np.concatenate(out) if out else np.zeros((0, H, W, C), dtype=np.uint8)))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Pictures
-
-
-def image_grid(rows: list[np.ndarray], row_names: list[str] | None, scale: int | None = None) -> Image.Image:
-    """Tile uint8 images: rows[i] is [n, H, W, C]. Each row is labelled with its name on the left."""
-    H, W, C = rows[0].shape[1:]
-    scale = scale or max(1, 48 // H)
-    cols = max(len(r) for r in rows)
-    pad = 2
-    label_w = 64 if row_names else 0
-    tile_h, tile_w = H * scale + pad, W * scale + pad
-    canvas = Image.new("RGB", (label_w + cols * tile_w + pad, len(rows) * tile_h + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for i, row in enumerate(rows):
-        y0 = pad + i * tile_h
-        if row_names:
-            draw.text((4, y0 + tile_h // 2 - 6), row_names[i], fill="black", font=font)
-        for j, img in enumerate(row):
-            tile = Image.fromarray(img[..., 0] if C == 1 else img).convert("RGB")
-            tile = tile.resize((W * scale, H * scale), Image.Resampling.NEAREST)
-            canvas.paste(tile, (label_w + pad + j * tile_w, y0))
-    return canvas
-
-
-def save_png(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
-
-def grid_labels(num_classes: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(class, index within the class) of every grid cell, row by row: one row per class."""
-    return torch.arange(num_classes).repeat_interleave(columns), torch.arange(columns).repeat(num_classes)
-
-
-def noise_picture(image_shape: tuple[int, int, int], classes: tuple[str, ...], columns: int, seed: int) -> Image.Image:
-    """The shared x_T of every grid, clipped to [-1, 1] for display, laid out like the grids."""
-    y, index = grid_labels(len(classes), columns)
-    u8 = to_uint8(initial_noise(image_keys(seed, y, index), image_shape).clamp(-1, 1)).numpy()
-    return image_grid([u8[i * columns:(i + 1) * columns] for i in range(len(classes))], list(classes))
-
-
 def sample_grid(sampler: Sampler, steps: int, columns: int, seed: int, batch_size: int) -> tuple[Image.Image, float]:
     """One row per class in label order, ``columns`` samples each; cell (c, j) is image j of class c under
-    ``seed``, so every grid of a model starts from the same x_T (``noise_picture``).
+    ``seed``, so every grid of a model starts from the same x_T (``pictures.noise_picture``).
 
     Returns the picture and the sampling wall time in seconds.
     """
-    K = len(sampler.ddpm.classes)
-    y, index = grid_labels(K, columns)
+    classes = sampler.ddpm.classes
+    y, index = grid_labels(len(classes), columns)
     t0 = time.perf_counter()
     u8 = sampler.images(y, index, seed, steps, batch_size)
-    wall = time.perf_counter() - t0
-    return image_grid([u8[i * columns:(i + 1) * columns] for i in range(K)], list(sampler.ddpm.classes)), wall
+    return class_rows(u8, classes, columns), time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,8 +166,27 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
     return images, timing
 
 
-def preview(images: ImageSet, columns: int) -> Image.Image:
-    rows = [images.x[images.y == c][:columns] for c in range(len(images.classes))]
-    return image_grid(rows, list(images.classes))
+def load_sampler(p: Params, schedule: str, sampler: str | None = None) -> Sampler:
+    """The sampler of the trained model of ``schedule`` (``diffusion.sampler``, or ``sampler``), on the params'
+    device."""
+    from dreaming_data.runtime import resolve_device, setup_backends
+
+    device = resolve_device(p.runtime)
+    setup_backends(device)
+    return Sampler(load_ddpm(paths.ddpm_model(schedule), device), p.diffusion, p.runtime, device, sampler)
+
+
+def generate_for_stage(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int,
+                       sampler_name: str | None = None) -> tuple[ImageSet | None, dict, ResumeDir]:
+    """Images 0 .. per_class - 1 of every class from the model of ``schedule``, resumable in the stage's checkpoint
+    folder: (images (None on ranks but 0), timing, the folder, for ``finish()`` once the outputs are written)."""
+    model = paths.ddpm_model(schedule)
+    sampler = load_sampler(p, schedule, sampler_name)
+    identity = {"model": fingerprint_file(model), **sampler.identity(), "steps": steps,
+                "seed": seed}  # chunk files are named by their images: sizes may change on resume
+    resume = ResumeDir(paths.resume_dir(stage), identity, stage)
+    images, timing = generate(sampler, per_class, steps, seed, p.generate.batch_size, p.generate.chunk_size, resume,
+                              label=stage)
+    return images, timing, resume
 
 

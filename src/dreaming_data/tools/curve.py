@@ -37,7 +37,7 @@ class Grid:
     def overrides(self) -> dict[str, Any]:
         """Profile, then ``fixed``: what every experiment sets besides its own combination (a key the grid sweeps
         is the sweep's, also when the profile sets it)."""
-        from dreaming_data.cli import load_profile
+        from dreaming_data.overrides import load_profile
 
         merged = (load_profile(self.profile) if self.profile else {}) | self.fixed
         return {k: v for k, v in merged.items() if k not in self.sweep}
@@ -45,8 +45,8 @@ class Grid:
 
 def load_grid(path: Path, params: dict) -> Grid:
     """Read and check a grid file against the project's params (every combination must be valid params)."""
-    from dreaming_data.cli import apply_overrides
     from dreaming_data.config import parse_params, read_yaml
+    from dreaming_data.overrides import PROFILES, apply_overrides
 
     raw = read_yaml(path)
     if not isinstance(raw, dict) or set(raw) - {"target", "sweep", "fixed", "profile"} or "sweep" not in raw:
@@ -67,8 +67,6 @@ def load_grid(path: Path, params: dict) -> Grid:
     target, profile = raw.get("target") or "compare", raw.get("profile")
     if not isinstance(target, str) or not target.replace("_", "").replace("@", "").replace("-", "").isalnum():
         raise UserError(f"{path}: target must be a stage name such as compare, got {target!r}")
-    from dreaming_data.cli import PROFILES
-
     if profile is not None and profile not in PROFILES:
         raise UserError(f"{path}: profile must be null or one of {', '.join(PROFILES)}, got {profile!r}")
     grid = Grid(target, sweep, fixed, profile)

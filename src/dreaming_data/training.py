@@ -1,0 +1,126 @@
+"""The resumable training loop that the DDPM and the classifiers both run.
+
+A model's own code (a ``Trainer``) says what one optimizer step, the start and end of an epoch, and its checkpoint
+are; this loop does the rest, once for both: resuming from an interrupted run's state, the progress bar, Ctrl-C and
+SIGTERM deferred to a step boundary, the agreement of several processes on when to stop and save, periodic and
+end-of-epoch checkpoints. A resumed run ends with the bytes of an uninterrupted one: every random draw comes from
+generators whose states the checkpoint holds, and an epoch's data order from (seed, epoch) alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dreaming_data import distributed as dd
+from dreaming_data.checkpoints import ResumeDir, graceful_stop
+
+
+class Trainer:
+    """One model's training as the loop sees it. Subclasses set ``label``, ``total`` (optimizer steps),
+    ``steps_per_epoch`` and ``seed`` (what reseeds a rank the saved run did not have) and implement the methods."""
+
+    label: str
+    total: int
+    steps_per_epoch: int
+    seed: int
+
+    def parts(self) -> dict[str, Any]:
+        """What a checkpoint saves by ``state_dict``: name -> model, EMA, optimizer or scheduler."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """What else a checkpoint holds (losses so far, history). Every rank calls it: it may reduce over ranks."""
+        return {}
+
+    def load(self, state: dict) -> None:
+        """Take back what ``state`` returned, on resuming."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before the first step of ``epoch`` (0-based), also when a run resumes inside it: the epoch's data order."""
+
+    def step(self, step: int, i: int) -> None:
+        """Optimizer step ``step`` (0-based), the ``i``-th batch of its epoch."""
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """After the last step of ``epoch`` (the last epoch may be cut short at ``total``). Every rank calls it."""
+
+    def postfix(self, step: int, steps_per_s: float) -> dict | None:
+        """What the progress bar shows after ``step`` steps (rank 0), or None to leave it."""
+        return None
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    resumed_from: int  # the step the run started at (0 unless it resumed)
+    steps: int  # optimizer steps this process ran
+    wall_s: float
+
+
+def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save_minutes: float | None = None,
+          save_each_epoch: bool = False, on_step: Callable[[int], None] | None = None) -> LoopStats:
+    """Run ``trainer`` from step 0, or from the state an interrupted run of the same identity left in ``resume``, to
+    ``trainer.total``. ``gen`` is the trainer's own generator (the same on every rank); the ranks' global generators
+    (dropout) are saved too. Saves every ``save_minutes`` and after each epoch but the last when
+    ``save_each_epoch``; on Ctrl-C or SIGTERM, at the next step boundary, then raises ``KeyboardInterrupt``.
+    ``on_step(step)`` is called after every step (tests stop a run with it)."""
+    from dreaming_data.runtime import numerics, progress_bar, restore_states, rng_states
+
+    step = 0
+    if resume is not None:
+        resume.extend(numerics=numerics(device, runtime))
+    if resume is not None and resume.open() and (ckpt := resume.load_state(device)) is not None:
+        step = ckpt["step"]
+        restore_states(ckpt, trainer.parts(), gen, device, trainer.seed, step)
+        trainer.load(ckpt)
+        print(f"{trainer.label}: resuming from {resume.folder} at step {step}/{trainer.total}")
+    resumed_from, total, per_epoch = step, trainer.total, trainer.steps_per_epoch
+
+    def save() -> None:  # every rank calls it: the generators and the trainer's state may be gathered
+        states, extra = rng_states(gen, device), trainer.state()
+        if resume is not None:
+            parts = {name: part.state_dict() for name, part in trainer.parts().items()}
+            resume.save_state({**parts, **states, **extra, "step": step})
+        dd.barrier()  # written before any rank goes on (or stops)
+
+    agree = dd.Agreement(step)
+    bar = progress_bar(total=total, initial=step, desc=trainer.label, unit="step")
+    t_start, last_save, epoch = time.perf_counter(), time.monotonic(), None
+    with graceful_stop(trainer.label) as stop:
+        while step < total:
+            e, i = divmod(step, per_epoch)
+            if e != epoch:
+                trainer.start_epoch(e)
+                epoch = e
+            trainer.step(step, i)
+            step += 1
+            if step % per_epoch == 0 or step == total:
+                trainer.end_epoch(e)
+                if save_each_epoch and step < total:
+                    save()
+                    last_save = time.monotonic()
+            bar.update(1)
+            if dd.is_main():
+                shown = trainer.postfix(step, (step - resumed_from) / max(time.perf_counter() - t_start, 1e-9))
+                if shown:
+                    bar.set_postfix(shown, refresh=False)
+            if on_step is not None:
+                on_step(step)
+            if not agree.due(step) and step < total:
+                continue
+            due = save_minutes is not None and step < total and time.monotonic() - last_save > save_minutes * 60
+            stop_now, save_now = agree(step, stop.requested, due and dd.is_main())  # rank 0's clock decides
+            if stop_now:
+                save()
+                bar.close()
+                where = resume.folder if resume is not None else "nowhere"
+                print(f"{trainer.label}: stopped at step {step}/{total}; state saved in {where}")
+                raise KeyboardInterrupt
+            if save_now:
+                save()
+                last_save = time.monotonic()
+    bar.close()
+    return LoopStats(resumed_from, step - resumed_from, time.perf_counter() - t_start)
