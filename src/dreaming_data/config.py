@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -319,134 +321,164 @@ def confident_candidates(kept: int, keep_fraction: float) -> int:
     return math.ceil(round(kept / keep_fraction, 9))
 
 
-def _validate(p: Params, source: str) -> None:
-    """Range checks that the type annotations cannot express: each failure names the key and what is allowed."""
+# Range of every number that has one, in interval notation (`*` stands for each architecture's recipe). The upper
+# bounds keep a typo (1e12 images, 1e9 grid columns) from becoming a MemoryError or a run of years: each is far beyond
+# any study this pipeline runs (CIFAR-10 has 5,000 images per class) and is named in the message.
+RANGES = {
+    "runtime.num_workers": "[0, 1024]", "runtime.nproc": "[1, 1024]", "runtime.nnodes": "[1, 4096]",
+    "data.image_size": "[8, 512]", "data.val_size": "[1, 10000000]", "data.train_per_class": "[1, 10000000]",
+    "diffusion.timesteps": "[2, 100000]", "diffusion.cosine_s": "(0, 1)", "diffusion.guidance": "[0, 100]",
+    "diffusion.ddim_eta": "[0, 1]",
+    "unet.channels": "[1, 4096]", "unet.channel_mult": "[1, 64]", "unet.num_res_blocks": "[1, 64]",
+    "unet.attention_resolutions": "[1, 512]", "unet.dropout": "[0, 1)",
+    "ddpm.epochs": "[1, 1000000]", "ddpm.batch_size": "[1, 65536]", "ddpm.lr": "(0, 10]",
+    "ddpm.grad_clip": "(0, inf)", "ddpm.ema_decay": "(0, 1)", "ddpm.checkpoint_minutes": "(0, inf)",
+    "sample.columns": "[1, 1000]", "sample.batch_size": "[1, 65536]",
+    "generate.per_class": "[1, 10000000]", "generate.batch_size": "[1, 65536]",
+    "generate.chunk_size": "[1, 10000000]",
+    "merge.keep_fraction": "(0, 1]",
+    "classifier.*.epochs": "[1, 100000]", "classifier.*.batch_size": "[1, 65536]", "classifier.*.lr": "(0, 10]",
+    "classifier.*.momentum": "[0, 1)", "classifier.*.warmup_fraction": "(0, 1)", "classifier.*.weight_decay": "[0, 1]",
+    "classifier.*.label_smoothing": "[0, 1)", "classifier.*.dropout": "[0, 1)", "classifier.*.crop_padding": "[0, 512]",
+    "eval.reference_features": "[0, 10000000]", "eval.batch_size": "[1, 65536]",
+    "ablation.per_class": "[1, 1000000]", "ablation.cas_steps": "[1, 10000000]",
+}
+SEEDS = ("data.seed", "ddpm.seed", "sample.seed", "generate.seed", "classifier.seeds", "eval.seed", "ablation.seed")
+UNIQUE = ("ddpm.schedules", "sample.steps", "classifier.archs", "classifier.seeds", "ablation.schedules",
+          "ablation.samplers", "ablation.steps")
+NULLABLE = ("data.train_per_class",)
+IMAGE_SET_BYTES = 2 ** 36  # 64 GiB: the most one image set (dreams of one stage, all classes) may take in memory
 
-    def need(ok: bool, key: str, what: str) -> None:
-        if not ok:
-            raise UserError(f"{source}: '{key}' {what}")
 
-    def at_least(key: str, value, low) -> None:
-        if isinstance(value, tuple):
-            for i, v in enumerate(value):
-                at_least(f"{key}[{i}]", v, low)
-            return
-        need(value >= low, key, f"must be >= {low}, got {value}")
+def value(p: Params, key: str) -> Any:
+    """The value of a dotted key (``classifier.resnet18.lr``) in parsed params."""
+    node: Any = p
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
-    def positive(key: str, value: float) -> None:
-        need(value > 0, key, f"must be > 0, got {value}")
 
-    def seed(key: str, value) -> None:
-        for i, v in enumerate(value if isinstance(value, tuple) else (value,)):
-            name = f"{key}[{i}]" if isinstance(value, tuple) else key
-            need(0 <= v < 2 ** 32, name, f"must be between 0 and 2^32 - 1, got {v}")
+def _in_range(v: float, spec: str) -> bool:
+    left, low, high, right = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", spec).groups()
+    low_f, high_f = float(low), float(high)
+    return (v >= low_f if left == "[" else v > low_f) and (v <= high_f if right == "]" else v < high_f)
 
-    def learning_rate(key: str, value: float) -> None:
-        need(0 < value <= 10, key, f"must be in (0, 10], got {value}")
 
-    def fraction(key: str, value: float, low_open: bool = False) -> None:
-        ok = (0 < value < 1) if low_open else (0 <= value < 1)
-        need(ok, key, f"must be in {'(' if low_open else '['}0, 1), got {value}")
+def _range_message(spec: str, v) -> str:
+    left, low, high, right = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", spec).groups()
+    if left == "[" and right == "]":
+        return f"must be between {low} and {high}, got {v}"
+    if high == "inf":
+        return f"must be {'>=' if left == '[' else '>'} {low}, got {v}"
+    return f"must be in {spec}, got {v}"
 
-    def unique(key: str, values: tuple) -> None:
-        need(len(set(values)) == len(values), key, f"must not repeat a value, got {list(values)}")
 
-    d, diff = p.data, p.diffusion
+def _check_ranges(p: Params) -> Iterator[tuple[str, str]]:
+    for pattern, spec in RANGES.items():
+        keys = [pattern.replace("*", a) for a in typing.get_args(Arch)] if "*" in pattern else [pattern]
+        for key in keys:
+            v = value(p, key)
+            items = enumerate(v) if isinstance(v, tuple) else [(None, v)]
+            for i, x in items:
+                if x is not None and not _in_range(x, spec):
+                    null = " or null" if key in NULLABLE else ""
+                    yield (key if i is None or len(v) == 1 else f"{key}[{i}]"), _range_message(spec, x) + null
+    for key in SEEDS:
+        v = value(p, key)
+        for i, x in (enumerate(v) if isinstance(v, tuple) else [(None, v)]):
+            if not 0 <= x < 2 ** 32:
+                yield (key if i is None else f"{key}[{i}]"), f"must be between 0 and 2^32 - 1, got {x}"
+    for key in UNIQUE:
+        v = value(p, key)
+        if len(set(v)) != len(v):
+            yield key, f"must not repeat a value, got {list(v)}"
+
+
+def _check_runtime(p: Params) -> Iterator[tuple[str, str]]:
     rt = p.runtime
-    need(0 <= rt.num_workers <= 1024, "runtime.num_workers", f"must be between 0 and 1024, got {rt.num_workers}")
-    need(1 <= rt.nproc <= 1024, "runtime.nproc", f"must be between 1 and 1024, got {rt.nproc}")
-    need(1 <= rt.nnodes <= 4096, "runtime.nnodes", f"must be between 1 and 4096, got {rt.nnodes}")
-    if rt.nnodes > 1:
-        host, _, port = (rt.rdzv_endpoint or "").rpartition(":")
-        need(bool(host) and port.isdigit(), "runtime.rdzv_endpoint",
-             f"must be host:port (the first node, where the processes meet) when runtime.nnodes > 1, got "
-             f"{rt.rdzv_endpoint!r}")
+    host, _, port = (rt.rdzv_endpoint or "").rpartition(":")
+    if rt.nnodes > 1 and not (host and port.isdigit()):
+        yield "runtime.rdzv_endpoint", (f"must be host:port (the first node, where the processes meet) when "
+                                        f"runtime.nnodes > 1, got {rt.rdzv_endpoint!r}")
     if rt.world_size > 1:  # every process takes an equal share of each global batch
         splits = [("ddpm.batch_size", p.ddpm.batch_size)]
         splits += [(f"classifier.{a}.batch_size", p.classifier.recipe(a).batch_size) for a in p.classifier.archs]
         for key, size in splits:
-            need(size % rt.world_size == 0, key, f"{size} does not split over runtime.nproc x runtime.nnodes = "
-                 f"{rt.world_size} processes; use a multiple of {rt.world_size}")
-    at_least("data.image_size", d.image_size, 8)
-    at_least("data.val_size", d.val_size, 1)
-    need(d.train_per_class is None or d.train_per_class >= 1, "data.train_per_class", f"must be >= 1 or null, got {d.train_per_class}")
-    need(d.source != "folder" or d.path is not None, "data.path", "must name a folder or .tar.gz when data.source is folder")
-    seed("data.seed", d.seed)
-    at_least("diffusion.timesteps", diff.timesteps, 2)
-    need(0 < diff.beta_start < diff.beta_end < 1, "diffusion.beta_end",
-         f"must satisfy 0 < beta_start < beta_end < 1, got beta_start {diff.beta_start}, beta_end {diff.beta_end}")
-    need(0 < diff.cosine_s < 1, "diffusion.cosine_s", f"must be in (0, 1), got {diff.cosine_s}")
-    at_least("diffusion.guidance", diff.guidance, 0)
-    need(0 <= diff.ddim_eta <= 1, "diffusion.ddim_eta", f"must be in [0, 1], got {diff.ddim_eta}")
-    if diff.guidance > 0:
-        need(0 < diff.p_uncond < 1, "diffusion.p_uncond", f"must be in (0, 1) when diffusion.guidance > 0 (guidance "
-             f"needs a trained unconditional model), got {diff.p_uncond}")
-    else:
-        fraction("diffusion.p_uncond", diff.p_uncond)
-    at_least("unet.channels", p.unet.channels, 1)
-    at_least("unet.channel_mult", p.unet.channel_mult, 1)
-    at_least("unet.num_res_blocks", p.unet.num_res_blocks, 1)
-    at_least("unet.attention_resolutions", p.unet.attention_resolutions, 1)
-    fraction("unet.dropout", p.unet.dropout)
-    down = 2 ** (len(p.unet.channel_mult) - 1)
-    need(d.image_size % down == 0, "data.image_size", f"must be divisible by {down} (2 ** (len(unet.channel_mult) - 1)), got {d.image_size}")
-    unique("ddpm.schedules", p.ddpm.schedules)
-    at_least("ddpm.epochs", p.ddpm.epochs, 1)
-    at_least("ddpm.batch_size", p.ddpm.batch_size, 1)
-    learning_rate("ddpm.lr", p.ddpm.lr)
-    positive("ddpm.grad_clip", p.ddpm.grad_clip)
-    fraction("ddpm.ema_decay", p.ddpm.ema_decay, low_open=True)
-    seed("ddpm.seed", p.ddpm.seed)
-    positive("ddpm.checkpoint_minutes", p.ddpm.checkpoint_minutes)
-    for key, steps in (("sample.steps", p.sample.steps), ("ablation.steps", p.ablation.steps), ("generate.steps", (p.generate.steps,))):
-        need(all(1 <= s <= diff.timesteps for s in steps), key,
-             f"must be between 1 and diffusion.timesteps ({diff.timesteps}), got {list(steps) if len(steps) > 1 else steps[0]}")
-    unique("sample.steps", p.sample.steps)
-    at_least("sample.columns", p.sample.columns, 1)
-    seed("sample.seed", p.sample.seed)
-    at_least("sample.batch_size", p.sample.batch_size, 1)
-    need(p.generate.schedule in p.ddpm.schedules, "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}")
-    at_least("generate.per_class", p.generate.per_class, 1)
-    seed("generate.seed", p.generate.seed)
-    at_least("generate.batch_size", p.generate.batch_size, 1)
-    at_least("generate.chunk_size", p.generate.chunk_size, 1)
-    m = p.merge.synthetic_per_class
-    need(m is None or 0 <= m <= p.generate.per_class, "merge.synthetic_per_class",
-         f"must be between 0 and generate.per_class ({p.generate.per_class}) or null, got {m}")
-    mg = p.merge
-    need(0 < mg.keep_fraction <= 1, "merge.keep_fraction", f"must be in (0, 1], got {mg.keep_fraction}")
-    if mg.filter == "confident" and m is not None:
+            if size % rt.world_size:
+                yield key, (f"{size} does not split over runtime.nproc x runtime.nnodes = {rt.world_size} processes; "
+                            f"use a multiple of {rt.world_size}")
+
+
+def _check_model(p: Params) -> Iterator[tuple[str, str]]:
+    d, diff, u = p.data, p.diffusion, p.unet
+    if d.source == "folder" and d.path is None:
+        yield "data.path", "must name a folder or .tar.gz when data.source is folder"
+    if not 0 < diff.beta_start < diff.beta_end < 1:
+        yield "diffusion.beta_end", (f"must satisfy 0 < beta_start < beta_end < 1, got beta_start {diff.beta_start}, "
+                                     f"beta_end {diff.beta_end}")
+    if diff.guidance > 0 and not 0 < diff.p_uncond < 1:
+        yield "diffusion.p_uncond", (f"must be in (0, 1) when diffusion.guidance > 0 (guidance needs a trained "
+                                     f"unconditional model), got {diff.p_uncond}")
+    elif not 0 <= diff.p_uncond < 1:
+        yield "diffusion.p_uncond", f"must be in [0, 1), got {diff.p_uncond}"
+    down = 2 ** (len(u.channel_mult) - 1)
+    if d.image_size % down:
+        yield "data.image_size", (f"must be divisible by {down} (2 ** (len(unet.channel_mult) - 1)), got "
+                                  f"{d.image_size}")
+    sizes = [d.image_size // 2 ** i for i in range(len(u.channel_mult))]  # the UNet's feature-map sizes
+    for i, r in enumerate(u.attention_resolutions):
+        if r not in sizes:
+            yield f"unet.attention_resolutions[{i}]", (f"must be one of the UNet's feature-map sizes {sizes} "
+                                                       f"(data.image_size halved per unet.channel_mult level), got {r}")
+    for key in ("sample.steps", "ablation.steps", "generate.steps"):
+        steps = value(p, key) if isinstance(value(p, key), tuple) else (value(p, key),)
+        if not all(1 <= s <= diff.timesteps for s in steps):
+            yield key, (f"must be between 1 and diffusion.timesteps ({diff.timesteps}), got "
+                        f"{list(steps) if len(steps) > 1 else steps[0]}")
+
+
+def _check_sizes(p: Params) -> Iterator[tuple[str, str]]:
+    """Image sets held in memory whole: the dreams of ``generate`` and of one ablation cell (10 classes assumed)."""
+    image = p.data.image_size ** 2 * 3
+    for key in ("generate.per_class", "ablation.per_class"):
+        n = value(p, key)
+        if n * 10 * image > IMAGE_SET_BYTES:
+            yield key, (f"{n:,} images per class of {p.data.image_size}x{p.data.image_size}x3 take {n * 10 * image:,} "
+                        f"bytes in memory for 10 classes; at most {IMAGE_SET_BYTES // (10 * image):,} fit the "
+                        f"{IMAGE_SET_BYTES // 2 ** 30} GiB an image set may take")
+
+
+def _check_experiment(p: Params) -> Iterator[tuple[str, str]]:
+    g, mg, c, d = p.generate, p.merge, p.classifier, p.data
+    if g.schedule not in p.ddpm.schedules:
+        yield "generate.schedule", f"must be one of ddpm.schedules {list(p.ddpm.schedules)}"
+    m = mg.synthetic_per_class
+    if m is not None and not 0 <= m <= g.per_class:
+        yield "merge.synthetic_per_class", f"must be between 0 and generate.per_class ({g.per_class}) or null, got {m}"
+    elif mg.filter == "confident" and m is not None and 0 < mg.keep_fraction <= 1:
         n = confident_candidates(m, mg.keep_fraction)
-        need(n <= p.generate.per_class, "merge.synthetic_per_class",
-             f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = {n} candidates per class needs "
-             f"generate.per_class >= that, got {p.generate.per_class}")
-    c = p.classifier
-    unique("classifier.archs", c.archs)
-    need(c.judge in c.archs, "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}")
-    unique("classifier.seeds", c.seeds)
-    seed("classifier.seeds", c.seeds)
-    for arch in ("simple_cnn", "resnet18"):
-        r, k = c.recipe(arch), f"classifier.{arch}"
-        at_least(f"{k}.epochs", r.epochs, 1)
-        at_least(f"{k}.batch_size", r.batch_size, 1)
-        learning_rate(f"{k}.lr", r.lr)
-        fraction(f"{k}.momentum", r.momentum)
-        fraction(f"{k}.warmup_fraction", r.warmup_fraction, low_open=True)
-        at_least(f"{k}.weight_decay", r.weight_decay, 0)
-        fraction(f"{k}.label_smoothing", r.label_smoothing)
-        fraction(f"{k}.dropout", r.dropout)
-        at_least(f"{k}.crop_padding", r.crop_padding, 0)
-        need(r.crop_padding < d.image_size, f"{k}.crop_padding",
-             f"must be < data.image_size ({d.image_size}), got {r.crop_padding}")
-    at_least("eval.batch_size", p.eval.batch_size, 1)
-    at_least("eval.reference_features", p.eval.reference_features, 0)
-    need(p.eval.reference_features != 1, "eval.reference_features", "must be 0 (all) or >= 2, got 1")
-    seed("eval.seed", p.eval.seed)
-    a = p.ablation
-    need(set(a.schedules) <= set(p.ddpm.schedules), "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}")
-    unique("ablation.schedules", a.schedules)
-    unique("ablation.steps", a.steps)
-    unique("ablation.samplers", a.samplers)
-    at_least("ablation.per_class", a.per_class, 1)
-    seed("ablation.seed", a.seed)
-    at_least("ablation.cas_steps", a.cas_steps, 1)
+        if n > g.per_class:
+            yield "merge.synthetic_per_class", (f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = "
+                                                f"{n} candidates per class needs generate.per_class >= that, got "
+                                                f"{g.per_class}")
+    if c.judge not in c.archs:
+        yield "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}"
+    for arch in typing.get_args(Arch):
+        pad = c.recipe(arch).crop_padding
+        if pad >= d.image_size:
+            yield f"classifier.{arch}.crop_padding", f"must be < data.image_size ({d.image_size}), got {pad}"
+    if p.eval.reference_features == 1:
+        yield "eval.reference_features", "must be 0 (all) or >= 2, got 1"
+    if not set(p.ablation.schedules) <= set(p.ddpm.schedules):
+        yield "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}"
+
+
+RULES = (_check_ranges, _check_runtime, _check_model, _check_sizes, _check_experiment)
+
+
+def _validate(p: Params, source: str) -> None:
+    """Range and consistency checks that the type annotations cannot express: the first failure of ``RULES``
+    becomes one line naming the key and what is allowed."""
+    for rule in RULES:
+        for key, what in rule(p):
+            raise UserError(f"{source}: '{key}' {what}")
