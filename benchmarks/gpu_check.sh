@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One short GPU loan, run from the repository root: (1) the FID extractor's validation (10,000 real training vs
 # 10,000 real test images), (2) the gpu-smoke profile end to end without DVC, (3) training throughput of the
-# default 35.7M UNet in whatever time is left. Needs .gpu/cifar10-jpeg.tar.gz and .gpu/inception-fp16.pt (FID
-# weights rounded to fp16 so that they travel; relative feature difference 3e-3 against the fp32 file,
-# measured on CPU). Everything it reports lands in $OUT.
+# default 35.7M UNet in whatever time is left. Needs the .gpu/ that `bash benchmarks/gpu_study.sh prepare ARCHIVE`
+# fills (the CIFAR-10 archive, the FID weights packed as fp16, .gpu/site). Everything it reports lands in $OUT.
 set -u
 source benchmarks/loan.sh
+export PYTHONPATH="$PWD/.gpu/site:$PYTHONPATH"
+python benchmarks/fp16_weights.py unpack .gpu/inception.pack .gpu/inception-fp16.pt || exit 1
 python -c "import torch, torchvision, torchmetrics; print(torch.__version__, torchvision.__version__, torchmetrics.__version__)" \
   | tee -a "$OUT/gpu.txt"
 timeout 90 python benchmarks/fid_real_vs_real.py --data .gpu/cifar10-jpeg.tar.gz --n 10000 \

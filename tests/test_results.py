@@ -6,15 +6,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT, TINY
+from conftest import ROOT, SHARED_CIFAR, TINY
 
 from dreaming_data.cli import app
 from dreaming_data.overrides import PROFILES, apply_overrides, load_profile
@@ -50,25 +52,136 @@ def test_every_profile_is_valid_and_listed():
     assert study.diffusion.timesteps == 500 and study.diffusion.guidance == 1.8
 
 
+# What comes back from the GPU machine (DEVELOPERS.md): at most 8 files, 16 MiB each, 64 MiB together, no deeper than
+# OUT/a/b/file, names of letters, digits, '.', '_' and '-'; and what travels there: at most 62 MiB with the tree.
+RETURN_FILES, RETURN_FILE_BYTES, RETURN_BYTES, RETURN_DEPTH = 8, 16 * 2 ** 20, 64 * 2 ** 20, 3
+JOB_OUTPUTS = {"gpu.txt", "study.log", "results-gpu-study.tgz", "projection-default.json", "projection.log",
+               "bench.log"}
+# The throughput benchmark and the projection at rehearsal size (the job's own arguments come first; these win)
+JOB_ENV = {"BENCH_ARGS": "--unet-channels 16 --image-size 8 --channels 1 --batches 4 --sample-batch 8 --seconds 0.1 "
+                         "--warmup 1", "PROJECTION_ARGS": "--seconds 0"}
+
+
+def travelling_tree(dest: Path) -> Path:
+    """What a device call carries (tracked and untracked-not-ignored files) as a fresh repository at ``dest``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tree"]):
+        subprocess.run(["git", *cmd], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def job(work: Path, out: Path, budget: int, site: Path) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_study.sh as the GPU machine runs it, at tiny size on this CPU, with the project's
+    dependencies that the GPU image lacks made unimportable."""
+    env = dict(os.environ, OUT=str(out), BUDGET=str(budget), PYTHONPATH=str(site), **JOB_ENV)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    args = [a for k, v in TINY_GPU_STUDY.items() for a in ("-S", f"{k}={json.dumps(v)}")]
+    return subprocess.run(["bash", "benchmarks/gpu_study.sh", *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def check_returnable(out: Path) -> list[Path]:
+    files = sorted(f for f in out.rglob("*") if f.is_file())
+    assert len(files) <= RETURN_FILES, [f.name for f in files]
+    for f in files:
+        rel = f.relative_to(out)
+        assert len(rel.parts) <= RETURN_DEPTH and all(re.fullmatch(r"[A-Za-z0-9._-]+", p) for p in rel.parts), rel
+        assert f.stat().st_size <= RETURN_FILE_BYTES, rel
+    assert sum(f.stat().st_size for f in files) <= RETURN_BYTES
+    return files
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """The GPU study profile, tiny, run on the CPU without DVC and collected into results/."""
-    work = tmp_path_factory.mktemp("gpu-study")
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    args = ["quickstart", "--profile", "gpu-study", "--no-dvc", "--collect"]
-    for key, value in TINY_GPU_STUDY.items():
-        args += ["-S", f"{key}={json.dumps(value)}"]
-    r = subprocess.run([sys.executable, "-m", "dreaming_data.cli", *args], cwd=work, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    folder, = (work / "results").iterdir()
-    return work, folder, r.stdout
+def rehearsal(tmp_path_factory):
+    """The GPU job rehearsed in a fresh copy of the tree: prepare (here), then the job (the GPU machine: no .git, no
+    DVC, only the image's packages and .gpu/), once cut short by its time budget and once to the end."""
+    from gpu_image import blocker
+
+    base = tmp_path_factory.mktemp("job")
+    work = travelling_tree(base / "work")
+    archive = SHARED_CIFAR if SHARED_CIFAR.is_file() else tiny_image_folder(base / "folder.tar.gz")
+    prep = subprocess.run(["bash", "benchmarks/gpu_study.sh", "prepare", str(archive)], cwd=work, capture_output=True,
+                          text=True, env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+                                              + os.environ["PATH"]))
+    assert prep.returncode == 0, prep.stdout[-2000:] + prep.stderr[-2000:]
+    shutil.rmtree(work / ".git")
+    site = blocker(base / "site")
+    cut = base / "cut"
+    shutil.copytree(work, cut)
+    short = job(cut, base / "out-cut", 36, site)  # the study's timeout ends it after its first stages
+    full = job(work, base / "out", 900, site)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    return work, base, prep, short, full
+
+
+@pytest.fixture(scope="module")
+def study(rehearsal):
+    """The rehearsed job's results archive, unpacked into the work folder's results/ as after a real job."""
+    work, base, _, _, _ = rehearsal
+    r = CliRunner().invoke(app, ["results", "unpack", str(base / "out" / "results-gpu-study.tgz"), "--out",
+                                 str(work / "results")])
+    assert r.exit_code == 0, r.output
+    folder, = (work / "results").glob("gpu-study-*")
+    return work, folder, r.output
+
+
+@pytest.mark.slow
+def test_the_gpu_job_travels_imports_and_returns_within_the_limits(rehearsal):
+    work, base, prep, short, full = rehearsal
+    carried = re.search(r"carried: the tree \d+ bytes \+ \.gpu/ = (\d+) bytes", prep.stdout)
+    assert carried and int(carried.group(1)) <= 62 * 2 ** 20, prep.stdout
+    assert {f.name for f in check_returnable(base / "out")} == JOB_OUTPUTS
+    log = (base / "out" / "study.log").read_text()
+    assert "ModuleNotFoundError" not in log + full.stderr and "Traceback" not in log, log[-3000:]
+    assert "=== ablation:" in log and "study wall:" in log
+    assert json.loads((base / "out" / "projection-default.json").read_text())["stages"]
+    assert "sample guided batch" in (base / "out" / "bench.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_job_cut_short_returns_every_stage_that_finished(rehearsal, tmp_path):
+    work, base, _, short, _ = rehearsal
+    files = {f.name for f in check_returnable(base / "out-cut")}
+    assert {"gpu.txt", "study.log", "results-gpu-study.tgz"} <= files, (files, short.stdout[-2000:])
+    r = CliRunner().invoke(app, ["results", "unpack", str(base / "out-cut" / "results-gpu-study.tgz"), "--out",
+                                 str(tmp_path / "results")])
+    assert r.exit_code == 0 and "partial:" in r.output, r.output
+    folder, = (tmp_path / "results").iterdir()
+    env = json.loads((folder / "environment.json").read_text())
+    done, total = env["partial"]["stages_finished"], env["partial"]["stages"]
+    assert 1 <= done < total and (folder / "metrics" / "data.json").is_file()
+    assert set(json.loads((folder / "timing.json").read_text())["stages"]) >= {"download"}
+    text = results.render(tmp_path / "results")
+    assert f"**A partial run**: {done} of {total} stages finished" in text
+    assert results.unmatched_numbers(results.render_folder(folder), results.folder_values(folder)) == []
+
+
+def tiny_image_folder(path: Path) -> Path:
+    """A CIFAR-like image-folder archive, for a machine without ../shared."""
+    import tarfile
+
+    from PIL import Image
+
+    src = path.parent / "folder"
+    for split, n in (("train", 3), ("test", 1)):
+        for c in ("a", "b"):
+            (src / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (40 * i, 100, 200)).save(src / split / c / f"{i}.jpg")
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(src, arcname="folder")
+    return path
 
 
 @pytest.mark.slow
 def test_tiny_gpu_study_runs_and_collects(study):
     work, folder, out = study
-    assert folder.name.startswith("gpu-study-cpu-") and f"{folder.relative_to(work)}: collected" in out
+    assert folder.name.startswith("gpu-study-cpu-") and f"{folder}: unpacked" in out and "partial" not in out
     env = json.loads((folder / "environment.json").read_text())
     assert env["device"] == "cpu" and env["profile"] == "gpu-study" and env["torch"]
     run = yaml.safe_load((folder / "params.yaml").read_text())
@@ -195,7 +308,8 @@ def test_render_and_numbers_of_a_collected_run(study, tmp_path):
     assert text.endswith("\n\nafter\n") and "old" not in text
     section = text[slice(*results.readme_section(text))]
     assert "| simple_cnn |" in section and "| resnet18 |" in section and "not comparable with the report" in section
-    assert results.unmatched_numbers(section, results.folder_values(folder)) == []
+    assert results.render_folder(folder) in section
+    assert results.unmatched_numbers(results.render_folder(folder), results.folder_values(folder)) == []
     assert CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent),
                                     "--check"]).exit_code == 0
 

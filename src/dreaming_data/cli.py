@@ -34,6 +34,45 @@ def check(params: Annotated[Path, typer.Option(help="params file to validate")] 
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
 
 
+def _profile_params(profile: str, sets: list[str], data_path: str | None) -> tuple[dict, dict, Params]:
+    """(the profile's overrides with the command line's, the merged params mapping, its parsed params)."""
+    from dreaming_data.config import parse_params, read_yaml
+    from dreaming_data.overrides import apply_overrides, profile_overrides
+
+    overrides = profile_overrides(profile, sets, data_path)
+    if not Path("params.yaml").exists():
+        raise UserError("params.yaml: not found (run from the project root)")
+    merged = apply_overrides(read_yaml("params.yaml"), overrides)
+    return overrides, merged, parse_params(merged, f"{profile} profile")
+
+
+def _run_without_dvc(profile: str, merged: dict, archive: Path | None) -> Path:
+    """Every stage in order in this process, from .dreaming-data/params-<profile>.yaml (returned); with ``archive``,
+    the results so far are written there after each stage."""
+    import time
+
+    import yaml
+
+    from dreaming_data.tools.registry import ordered
+
+    out = Path(".dreaming-data") / f"params-{profile}.yaml"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(yaml.safe_dump(merged, sort_keys=False))
+    for instance in ordered(load_params(out)):
+        t0 = time.perf_counter()
+        print(f"=== {instance.label}", flush=True)
+        run_stage(instance.stage, out, **instance.kwargs)
+        print(f"=== {instance.label}: {time.perf_counter() - t0:.1f} s", flush=True)
+        if archive is not None:
+            from dreaming_data.tools import results
+
+            try:
+                results.archive(profile, out, archive)
+            except UserError as exc:
+                fail(str(exc))
+    return out
+
+
 @app.command()
 def quickstart(
     profile: Annotated[str, typer.Option(help="quickstart (CPU, digits), gpu-smoke or gpu-study (one GPU, CIFAR-10)")] = "quickstart",
@@ -42,28 +81,23 @@ def quickstart(
     name: Annotated[Optional[str], typer.Option(help="DVC experiment name")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override KEY=VALUE (YAML value)")] = None,
     collect: Annotated[bool, typer.Option(help="afterwards, copy the results into results/<profile>-<device>-<date>/")] = False,
+    archive: Annotated[Optional[Path], typer.Option(help="--no-dvc: after every stage, the results so far as one "
+                                                         ".tar.gz here (`dreaming-data results unpack` takes it)")] = None,
 ) -> None:
     """Run the whole study at a small, committed scale and print baseline vs augmented accuracy.
 
     With DVC this is `dvc exp run -S key=value ...` with the profile's overrides: compare it with
     `dvc exp show` and `dvc metrics diff`. Without DVC (--no-dvc) the merged params are written to
-    .dreaming-data/params-<profile>.yaml and each stage runs in dependency order.
+    .dreaming-data/params-<profile>.yaml and each stage runs in dependency order, the most valuable results first.
     """
     import subprocess
 
-    import yaml
-
-    from dreaming_data.overrides import apply_overrides, dvc_set_args, profile_overrides
+    from dreaming_data.overrides import dvc_set_args
 
     try:
-        overrides = profile_overrides(profile, set_ or [], data_path)
-        params_file = Path("params.yaml")
-        if not params_file.exists():
-            raise UserError("params.yaml: not found (run from the project root)")
-        from dreaming_data.config import parse_params, read_yaml
-
-        merged = apply_overrides(read_yaml(params_file), overrides)
-        parsed = parse_params(merged, f"{profile} profile")
+        overrides, merged, parsed = _profile_params(profile, set_ or [], data_path)
+        if archive is not None and dvc:
+            raise UserError("--archive: only without DVC (--no-dvc); with DVC, `dreaming-data results collect` after")
         if collect:  # before hours of work, not after
             from dreaming_data.tools.results import target_folder
 
@@ -79,24 +113,14 @@ def quickstart(
         rc = subprocess.call(cmd)
         if rc != 0:
             fail(f"dvc exp run failed (exit {rc})")
+        used = Path("params.yaml")
     else:
-        import time
-
-        from dreaming_data.tools.registry import ordered
-
-        out = Path(".dreaming-data") / f"params-{profile}.yaml"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(yaml.safe_dump(merged, sort_keys=False))
-        for instance in ordered(load_params(out)):
-            t0 = time.perf_counter()
-            print(f"=== {instance.label}", flush=True)
-            run_stage(instance.stage, out, **instance.kwargs)
-            print(f"=== {instance.label}: {time.perf_counter() - t0:.1f} s", flush=True)
+        used = _run_without_dvc(profile, merged, archive)
     for report in (Path("reports/comparison.md"), Path("reports/ablation.md")):
         if report.exists():
             print(report.read_text())
     if collect:
-        results_collect(profile, Path("params.yaml") if dvc else out, Path("results"), force=False)
+        results_collect(profile, used, Path("results"), force=False)
 
 
 @app.command()
@@ -273,17 +297,36 @@ def results_collect(
     params: Annotated[Path, typer.Option(help="the params file the run used (--no-dvc: .dreaming-data/params-<profile>.yaml)")] = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="where results folders go")] = Path("results"),
     force: Annotated[bool, typer.Option(help="replace a folder of the same name")] = False,
+    partial: Annotated[bool, typer.Option(help="take the stages that finished (a run cut short), marked partial")] = False,
 ) -> None:
     """Copy a finished run's params, metrics, reports, plots, stage times and environment into
     results/<profile>-<device>-<date>/ (refused when any stage's outputs were not made with these params)."""
     from dreaming_data.tools import results
 
     try:
-        folder = results.collect(profile, params, out, force=force)
+        folder = results.collect(profile, params, out, force=force, partial=partial)
     except UserError as exc:
         fail(str(exc))
     print(f"{folder}: collected; `dreaming-data results render` puts it into README.md; "
           f"`cd {folder} && dvc metrics show && dvc plots show` show it")
+
+
+@results_app.command("unpack")
+def results_unpack(
+    archive: Annotated[Path, typer.Argument(help="a results archive (`quickstart --archive`, e.g. a GPU job's)")],
+    out: Annotated[Path, typer.Option(help="where results folders go")] = Path("results"),
+    force: Annotated[bool, typer.Option(help="replace a folder of the same name")] = False,
+) -> None:
+    """Put a results archive's folder into results/ (partial runs stay marked partial); then `results render`."""
+    from dreaming_data.tools import results
+
+    try:
+        folder = results.unpack(archive, out, force=force)
+    except UserError as exc:
+        fail(str(exc))
+    partial = results.read_result(folder, "environment.json").get("partial")
+    note = f" (partial: {partial['stages_finished']} of {partial['stages']} stages)" if partial else ""
+    print(f"{folder}: unpacked{note}; `dreaming-data results render` puts it into README.md")
 
 
 @results_app.command("render")

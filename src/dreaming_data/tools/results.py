@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -215,11 +215,75 @@ def target_folder(profile: str, device: str, out_root: Path = RESULTS, date: str
     return out_root / f"{profile}-{slug(device_name(device))}-{date or datetime.date.today().isoformat()}"
 
 
-def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Path = RESULTS,
-            date: str | None = None, force: bool = False) -> Path:
-    """Copy the finished run's small files (``small_outputs``) into ``out_root/<profile>-<device>-<date>/``
-    (written beside, then renamed into place). Returns the folder."""
-    from dreaming_data.config import load_params, read_yaml
+def finished(outputs: dict[str, list[str]], times: dict[str, dict]) -> list[str]:
+    """The stages of ``outputs`` that have finished with these params: a recorded run of them, every small output
+    there and not replaced since (what a run cut short has to show)."""
+    done = []
+    for stage, files in outputs.items():
+        t = times.get(stage)
+        if not t or not t["this_params"]:
+            continue
+        end = datetime.datetime.fromisoformat(t["finished"]).timestamp()
+        if all(Path(f).is_file() and Path(f).stat().st_mtime <= end + 2 for f in files):
+            done.append(stage)
+    return done
+
+
+def _timing(outputs: dict[str, list[str]], times: dict[str, dict]) -> dict:
+    per_stage = {s: times[s] for s in outputs if s in times}
+    families: dict[str, dict] = {}
+    for s, t in per_stage.items():
+        fam = families.setdefault(s.split("@")[0], {"stages": 0, "seconds": 0.0})
+        fam["stages"] += 1
+        fam["seconds"] = round(fam["seconds"] + t["seconds"], 1)
+    return {"note": "seconds inside each stage's body (interpreter start-up excluded, the body's imports included); "
+                    "this_params: false marks a stage DVC did not re-run for these params (its time is from the run "
+                    "that made its outputs)",
+            "total_seconds": round(sum(t["seconds"] for t in per_stage.values()), 1),
+            "families": families, "stages": per_stage}
+
+
+def _write_folder(folder: Path, outputs: dict[str, list[str]], times: dict, params_path: Path, env: dict) -> None:
+    """The results folder's files: the small outputs, params, a metrics-and-plots dvc.yaml, timing, environment and
+    the setting's differences from params.yaml."""
+    from dreaming_data.config import read_yaml
+
+    files = sorted({f for fs in outputs.values() for f in fs})
+    for f in files:
+        if Path(f).stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"{f}: {Path(f).stat().st_size:,} bytes, over the {MAX_FILE_BYTES:,} a results file may have")
+    definitions = _plot_definitions(yaml.safe_load(Path("dvc.yaml").read_text()).get("plots") or [], set(files))
+    base, base_name = base_params(params_path)
+    for f in files:
+        (folder / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, folder / f)
+    shutil.copyfile(params_path, folder / "params.yaml")
+    metrics = [f for f in files if f.endswith(".json")]
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"metrics": metrics, "plots": definitions}, sort_keys=False))
+    (folder / ".dvc").mkdir()
+    (folder / ".dvc" / "config").write_text("")  # a DVC subproject: `dvc metrics/plots show` work from here
+    (folder / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    write = lambda name, obj: (folder / name).write_text(json.dumps(obj, indent=2) + "\n")  # noqa: E731
+    write("timing.json", _timing(outputs, times))
+    write("environment.json", env)
+    write("setting.json", {"compared_with": base_name, "differences": setting_differences(read_yaml(params_path), base)})
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; an old ``target`` steps aside (hidden: render skips it) until the new one is
+    in."""
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _run(profile: str, params_path: Path, partial: bool) -> tuple[Any, dict, dict, dict]:
+    """(params, small outputs per stage to take, their stages' times, environment) of the run of ``params_path``:
+    every stage (refused unless all finished with these params), or with ``partial`` the finished ones."""
+    from dreaming_data.config import load_params
     from dreaming_data.runner import params_digest
 
     check_profile_name(profile)
@@ -228,64 +292,102 @@ def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Pat
         raise UserError("dvc.yaml: not found (run from the project root: its plots are what a results folder draws)")
     outputs = registry.small_outputs(p)
     times = stage_times(list(outputs), params_digest(params_path), TIMING)
-    check_fresh(outputs, times, params_path)
+    env = {"profile": profile, "params": params_path.as_posix(), **environment(p.runtime.device)}
+    if not partial:
+        check_fresh(outputs, times, params_path)
+        return p, outputs, times, env
+    done = finished(outputs, times)
+    if len(done) < len(outputs):
+        env["partial"] = {"stages_finished": len(done), "stages": len(outputs),
+                          "unfinished": [s for s in outputs if s not in done]}
+    return p, {s: outputs[s] for s in done}, times, env
 
-    env = environment(p.runtime.device)
-    date = date or datetime.date.today().isoformat()
+
+def collect(profile: str, params_path: Path = Path("params.yaml"), out_root: Path = RESULTS,
+            date: str | None = None, force: bool = False, partial: bool = False) -> Path:
+    """Copy the finished run's small files (``registry.small_outputs``) into ``out_root/<profile>-<device>-<date>/``
+    (written beside, then renamed into place). With ``partial``, the stages that finished, the folder marked
+    partial. Returns the folder."""
+    p, outputs, times, env = _run(profile, params_path, partial)
+    env["date"] = date = date or datetime.date.today().isoformat()
     target = out_root / f"{profile}-{slug(env['device'])}-{date}"
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (pass --force to replace it)")
-    files = sorted({f for fs in outputs.values() for f in fs})
-    definitions = _plot_definitions(read_yaml(Path("dvc.yaml")).get("plots") or [], set(files))
-    for f in files:
-        if Path(f).stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{f}: {Path(f).stat().st_size:,} bytes, over the {MAX_FILE_BYTES:,} a results file may have")
-
-    base, base_name = base_params(params_path)
-    run_params = read_yaml(params_path)
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp, old = out_root / f".{target.name}.tmp", out_root / f".{target.name}.old"
+    tmp = out_root / f".{target.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for f in files:
-            (tmp / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, tmp / f)
-        shutil.copyfile(params_path, tmp / "params.yaml")
-        metrics = [f for f in files if f.endswith(".json")]
-        (tmp / "dvc.yaml").write_text(yaml.safe_dump({"metrics": metrics, "plots": definitions}, sort_keys=False))
-        (tmp / ".dvc").mkdir()
-        (tmp / ".dvc" / "config").write_text("")  # a DVC subproject: `dvc metrics/plots show` work from here
-        (tmp / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
-        per_stage = {s: times[s] for s in outputs if s in times}
-        families: dict[str, dict] = {}
-        for s, t in per_stage.items():
-            fam = families.setdefault(s.split("@")[0], {"stages": 0, "seconds": 0.0})
-            fam["stages"] += 1
-            fam["seconds"] = round(fam["seconds"] + t["seconds"], 1)
-        timing = {"note": "seconds inside each stage (interpreter start-up and imports excluded); this_params: false "
-                          "marks a stage DVC did not re-run for these params (its time is from the run that made "
-                          "its outputs)",
-                  "total_seconds": round(sum(t["seconds"] for t in per_stage.values()), 1),
-                  "families": families, "stages": per_stage}
-        write = lambda name, obj: (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")  # noqa: E731
-        write("timing.json", timing)
-        write("environment.json", {"profile": profile, "date": date, "params": params_path.as_posix(), **env})
-        write("setting.json", {"compared_with": base_name,
-                               "differences": setting_differences(run_params, base)})
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():  # --force: the old folder steps aside (hidden: render skips it) until the new one is in
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        tmp.mkdir()
+        _write_folder(tmp, outputs, times, params_path, env)
+        _install(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+def archive(profile: str, params_path: Path, path: Path) -> Path:
+    """The run so far as one ``.tar.gz`` at ``path`` (replaced atomically): its results folder as ``collect(...,
+    partial=True)`` writes it, marked partial until every stage has finished. What a job cut short returns."""
+    import tarfile
+    import tempfile
+
+    from dreaming_data.io import atomic_path
+
+    with tempfile.TemporaryDirectory(prefix="results-") as tmp:
+        folder = collect(profile, params_path, Path(tmp), partial=True)
+        with atomic_path(path) as out:
+            with tarfile.open(out, "w:gz") as tar:
+                tar.add(folder, arcname=folder.name)
+    return path
+
+
+def unpack(path: Path, out_root: Path = RESULTS, force: bool = False) -> Path:
+    """A results archive (``archive``; a GPU job's output) into ``out_root/<its folder>``. Refused in one line: not a
+    gzipped tar, anything but one folder of plain files (no links, no paths outside it), a file over the size a
+    results file may have, no environment.json, an existing folder (unless ``force``)."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = tar.getmembers()
+            tops = {PurePosixPath(m.name).parts[0] for m in members if m.name not in ("", ".")}
+            if len(tops) != 1 or any(not (m.isfile() or m.isdir()) or ".." in PurePosixPath(m.name).parts
+                                     or PurePosixPath(m.name).is_absolute() for m in members):
+                raise UserError(f"{path}: not a results archive (expected one folder of plain files)")
+            name = tops.pop()
+            check_results_name(name, path)
+            if f"{name}/environment.json" not in {m.name for m in members}:
+                raise UserError(f"{path}: {name}/environment.json missing (not a results archive)")
+            if big := [m.name for m in members if m.size > MAX_FILE_BYTES]:
+                raise UserError(f"{path}: {big[0]} is over the {MAX_FILE_BYTES:,} bytes a results file may have")
+            target = out_root / name
+            if target.exists() and not force:
+                raise UserError(f"{target}: already exists (pass --force to replace it)")
+            out_root.mkdir(parents=True, exist_ok=True)
+            tmp = out_root / f".{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                tar.extractall(tmp, filter="data")
+                _install(tmp / name, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"{path}: not a readable results archive ({type(exc).__name__})") from None
+    return target
+
+
+def check_results_name(name: str, where: Path) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", name):
+        raise UserError(f"{where}: folder {name[:80]!r} is not a results folder name (lower-case letters, digits, "
+                        f"dashes)")
+
+
 # ---------------------------------------------------------------------------------------------------- render
 
 
-def _read(folder: Path, name: str) -> Any:
+def read_result(folder: Path, name: str) -> Any:
     path = folder / name
     if not path.is_file():
         raise UserError(f"{path}: not found (a results folder is made by `dreaming-data results collect`)")
@@ -301,7 +403,7 @@ def folders(root: Path = RESULTS) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: not a folder of results")
     found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.exists() else []
-    envs = {d: _read(d, "environment.json") for d in found}
+    envs = {d: read_result(d, "environment.json") for d in found}
     for d, env in envs.items():
         if not isinstance(env, dict) or not isinstance(env.get("date"), str) or not isinstance(env.get("device"), str):
             raise UserError(f"{d / 'environment.json'}: expected a mapping with date and device")
@@ -318,7 +420,7 @@ def _gain(d: dict) -> str:
 
 
 def _steps(folder: Path, arch: str, variant: str, seeds: list) -> str:
-    steps = {_read(folder, f"metrics/train/{paths.classifier_name(arch, variant, s)}.json").get("optimizer_steps")
+    steps = {read_result(folder, f"metrics/train/{paths.classifier_name(arch, variant, s)}.json").get("optimizer_steps")
              for s in seeds}
     return f" ({steps.pop()} steps)" if len(steps) == 1 else ""
 
@@ -377,44 +479,80 @@ def render_folder(folder: Path) -> str:
         raise UserError(f"{folder}: an incomplete results folder ({type(exc).__name__}: {exc})") from None
 
 
-def _render_folder(folder: Path) -> str:
-    env = _read(folder, "environment.json")
-    params = _read(folder, "params.yaml")
-    cmp = _read(folder, "metrics/comparison.json")
-    abl = _read(folder, "metrics/ablation.json")
-    timing = _read(folder, "timing.json")
-    setting = _read(folder, "setting.json")["differences"]
-    data = _read(folder, "metrics/data.json")
-    gen = _read(folder, "metrics/generate.json")
+def _optional(folder: Path, name: str) -> Any:
+    return read_result(folder, name) if (folder / name).is_file() else None
+
+
+def _header(folder: Path, env: dict, params: dict, timing: dict) -> list[str]:
+    data, gen = _optional(folder, "metrics/data.json"), _optional(folder, "metrics/generate.json")
     rel = folder.as_posix()
     device = "CPU" if env["device"] == "cpu" else env["device"]
-    out = [f"### {env['profile']} on {device}", ""]
     commit = f"commit `{env['commit'][:10]}`" + (" with uncommitted changes" if env.get("uncommitted_changes") else "") \
         if env.get("commit") else "commit unknown"
-    out.append(f"`{rel}/` (profile `{env['profile']}`, collected `{env['date']}`, {commit}; `torch {env['torch']}`, "
-               f"{env['cpu_count']} CPU cores): {data['source']} data, {data['totals']['train']:,} real training "
-               f"images, {data['totals']['test']:,} test images; {gen['total']:,} synthetic images "
-               f"({params['generate']['per_class']:,} per class, {params['diffusion']['sampler']} at "
-               f"{params['generate']['steps']} steps). Stages took {timing['total_seconds']:,} s in all (inside the "
-               f"stages; `{rel}/timing.json`).")
-    out += ["", "Test accuracy, mean ± std over seeds; gains paired by seed with 95% t-intervals "
-                f"(`{rel}/reports/comparison.md`):", ""]
+    what = [f"{data['source']} data, {data['totals']['train']:,} real training images, {data['totals']['test']:,} "
+            f"test images"] if data else []
+    if gen:
+        what.append(f"{gen['total']:,} synthetic images ({params['generate']['per_class']:,} per class, "
+                    f"{params['diffusion']['sampler']} at {params['generate']['steps']} steps)")
+    out = [f"### {env['profile']} on {device}", "",
+           f"`{rel}/` (profile `{env['profile']}`, collected `{env['date']}`, {commit}; `torch {env['torch']}`, "
+           f"{env['cpu_count']} CPU cores)" + (": " + "; ".join(what) if what else "") + f". Stages took "
+           f"{timing['total_seconds']:,} s in all (inside the stages; `{rel}/timing.json`)."]
+    if part := env.get("partial"):
+        out += ["", f"**A partial run**: {part['stages_finished']} of {part['stages']} stages finished before the job "
+                    f"ended (the first unfinished: `{part['unfinished'][0]}`); what follows is what they wrote."]
+    return out
+
+
+def _runs_table(folder: Path) -> list[str]:
+    """Each evaluated run's test accuracy, for a partial run that has no comparison yet."""
+    runs = sorted((folder / "metrics" / "eval").glob("*.json"))
+    if not runs:
+        return []
+    out = ["", "Test accuracy of each finished run (no comparison: not every run finished):", "",
+           "| classifier | variant | seed | test accuracy |", "|---|---|---|---|"]
+    for path in runs:
+        m = read_result(folder, path.relative_to(folder).as_posix())
+        out.append(f"| {m['arch']} | {m['variant']} | {m['seed']} | {m['accuracy']:.3f} |")
+    return out
+
+
+def _comparison(folder: Path, cmp: dict) -> list[str]:
+    out = ["", "Test accuracy, mean ± std over seeds; gains paired by seed with 95% t-intervals "
+               f"(`{folder.as_posix()}/reports/comparison.md`):", ""]
     out += _comparison_table(folder, cmp)
     out.append("")
     out += [f"- {c['differences'][k]['verdict']}" for c in cmp.values()
             for k in ("augmented_minus_baseline", "augmented_minus_matched")]
+    return out
+
+
+def _ablation(folder: Path, abl: dict) -> list[str]:
     ref = abl["reference"]
-    out += ["", f"Sample quality (`{rel}/reports/ablation.md`): {abl['cells'][next(iter(abl['cells']))]['images']:,} "
-                f"images per cell against the Inception statistics of {ref['images']:,} real {ref['split']}-split "
-                f"images; CAS of real images: {abl['cas_real']:.3f}.", ""]
-    out += _ablation_table(abl)
+    return ["", f"Sample quality (`{folder.as_posix()}/reports/ablation.md`): "
+                f"{abl['cells'][next(iter(abl['cells']))]['images']:,} images per cell against the Inception statistics "
+                f"of {ref['images']:,} real {ref['split']}-split images; CAS of real images: {abl['cas_real']:.3f}.",
+            "", *_ablation_table(abl)]
+
+
+def _render_folder(folder: Path) -> str:
+    env, params = read_result(folder, "environment.json"), read_result(folder, "params.yaml")
+    timing, setting = read_result(folder, "timing.json"), read_result(folder, "setting.json")["differences"]
+    cmp, abl = _optional(folder, "metrics/comparison.json"), _optional(folder, "metrics/ablation.json")
+    if not env.get("partial") and (cmp is None or abl is None):
+        raise UserError(f"{folder}: metrics/{'comparison' if cmp is None else 'ablation'}.json: not found, and the "
+                        f"folder is not marked partial (environment.json)")
+    out = _header(folder, env, params, timing)
+    out += _comparison(folder, cmp) if cmp else _runs_table(folder)
+    if abl:
+        out += _ablation(folder, abl)
     grids = sorted((folder / "plots" / "samples").glob("*.png"))
     if grids:
         out += ["", " ".join(f"![{g.stem}]({g.as_posix()})" for g in grids)]
-    fams = timing["families"]
     out += ["", "| stage | runs | seconds |", "|---|---|---|"]
-    out += [f"| {name} | {f['stages']} | {f['seconds']:,} |" for name, f in fams.items()]
-    out += ["", _report_paragraph(params, cmp, setting)]
+    out += [f"| {name} | {f['stages']} | {f['seconds']:,} |" for name, f in timing["families"].items()]
+    if cmp:
+        out += ["", _report_paragraph(params, cmp, setting)]
     return "\n".join(out)
 
 
