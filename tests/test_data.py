@@ -25,6 +25,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def data_cfg(**kw):
     raw = default_params()
     raw["data"].update(kw)
+    raw["unet"]["attention_resolutions"] = [raw["data"]["image_size"] // 2]  # a size the UNet has
     return parse_params(raw).data
 
 

@@ -48,6 +48,25 @@ def test_metrics_hand_made_example():
     assert m["per_class"]["b"]["support"] == 2
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_metrics_are_scikit_learns(seed):
+    """The numpy metrics against scikit-learn (the reference), with classes never predicted or never present."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    K = 6
+    y_true, y_pred = rng.integers(0, K - 1, 200), rng.integers(0, K - 2 + seed % 2, 200)
+    m = classification_metrics(y_true, y_pred, tuple("abcdef"))
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), zero_division=0)
+    mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), average="macro",
+                                                   zero_division=0)
+    assert m["accuracy"] == round(float(accuracy_score(y_true, y_pred)), 5)
+    assert (m["macro_precision"], m["macro_recall"], m["macro_f1"]) == tuple(round(float(v), 5) for v in (mp, mr, mf))
+    for i, c in enumerate("abcdef"):
+        assert m["per_class"][c] == {"precision": round(float(p[i]), 5), "recall": round(float(r[i]), 5),
+                                     "f1": round(float(f[i]), 5), "support": int(support[i])}
+
+
 def test_confusion_rows_match_predictions():
     y_true, y_pred = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 2])
     rows = confusion_rows(y_true, y_pred, ("cat", "dog", "emu"))

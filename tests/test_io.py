@@ -1,6 +1,7 @@
 """Artifacts: byte-stable saves, safe loading, one-line errors for truncated or foreign files, strict JSON."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -78,10 +79,14 @@ def test_truncated_or_foreign_image_set_is_one_line(workdir):
 
 
 def test_metrics_json_is_strict(tmp_path):
-    write_json(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 0.5}})
-    text = (tmp_path / "m.json").read_text()
-    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 0.5}}
-    assert "NaN" not in text and "Infinity" not in text
+    """null is a number that does not exist; NaN or infinity is a computation that broke: refused, nothing written."""
+    write_json(tmp_path / "m.json", {"a": None, "b": [1.0, 2], "c": {"d": 0.5}})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [1.0, 2], "c": {"d": 0.5}}
+    for bad, key in (({"a": float("nan")}, "a = nan"), ({"b": [1.0, float("inf")]}, "b[1] = inf"),
+                     ({"c": {"d": -float("inf")}}, "c.d = -inf")):
+        with pytest.raises(UserError, match=re.escape(key) + ", not a number"):
+            write_json(tmp_path / "n.json", bad)
+        assert not (tmp_path / "n.json").exists()
 
 
 def test_stage_with_an_empty_model_says_one_line(workdir):

@@ -127,10 +127,30 @@ def test_steps_matched_arithmetic():
     from dreaming_data.config import steps_per_epoch, training_steps
 
     recipe = parse_params(default_params()).classifier.simple_cnn  # 40 epochs, batch 64
-    assert steps_per_epoch(45000, 64) == 704 and steps_per_epoch(64, 64) == 1 and steps_per_epoch(65, 64) == 2
+    assert steps_per_epoch(45000, 64) == 704 and steps_per_epoch(64, 64) == 1 and steps_per_epoch(66, 64) == 2
+    assert steps_per_epoch(65, 64) == 1 and steps_per_epoch(129, 64) == 2  # a last batch of one joins the one before
     assert training_steps(recipe, 45000) == 40 * 704
     # CIFAR-10 with 5,000 dreams per class: 95,000 images -> 1,485 steps per epoch; the matched baseline runs
     # 59,400 steps over its 45,000 images: 84.4 epochs
     assert training_steps(recipe, 95000) == 59400 and round(59400 / 704, 1) == 84.4
     # the quickstart: 200 real + 1,000 dreams, batch 64 -> 19 steps per epoch x 40 = 760 steps (4 real: 190 epochs)
     assert training_steps(recipe, 1200) == 760 and 760 / steps_per_epoch(200, 64) == 190
+
+
+def test_resnet18_is_torchvisions_with_the_cifar_stem():
+    """The same modules, names and shapes as torchvision's resnet18 with a 3x3 stem and no max-pool (the reference):
+    its weights load into ours and give the same outputs; and the same initialisation (He normal, fan_out)."""
+    import torch.nn as nn
+    from torchvision.models import resnet18
+
+    from dreaming_data.classifier import ResNet18
+
+    ref = resnet18(num_classes=10)
+    ref.conv1, ref.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
+    ours = ResNet18(3, 10)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.equal(ours.eval()(x), ref.eval()(x))
+    w = ResNet18(3, 10).layer3[0].conv2.weight  # 256 x 256 x 3 x 3: std sqrt(2 / fan_out) = sqrt(2 / 2304)
+    assert abs(float(w.std()) - (2 / (256 * 9)) ** 0.5) < 0.002

@@ -12,7 +12,7 @@ import torch.nn as nn
 from dreaming_data import paths
 from dreaming_data.config import Params, Recipe, RuntimeConfig
 from dreaming_data.errors import UserError
-from dreaming_data.io import ImageSet, load_torch, save_torch
+from dreaming_data.io import ImageSet, check_finite, load_torch, save_torch
 from dreaming_data.runtime import autocast, memory_format
 
 MODEL_FORMAT = "dreaming-data classifier"
@@ -36,16 +36,59 @@ class SimpleCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a residual connection (He et al. 2016, Fig. 2)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:  # projection shortcut (option B)
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al. 2016) with the CIFAR stem: a 3x3 stride-1 first convolution and no max-pool. Module names,
+    shapes and initialisation are torchvision's ``resnet18`` with that stem (a test loads one into the other and
+    compares outputs); written here so that a classifier stage does not import torchvision (1.9 s of start-up)."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+        for i, (c_in, c_out, stride) in enumerate(widths, start=1):
+            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))  # [B, 64, H, W]
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # [B, 512, H / 8, W / 8]
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def build_classifier(arch: str, in_channels: int, num_classes: int, image_size: int, dropout: float) -> nn.Module:
     if arch == "simple_cnn":
         return SimpleCNN(in_channels, num_classes, image_size, dropout)
     if arch == "resnet18":
-        from torchvision.models import resnet18
-
-        net = resnet18(num_classes=num_classes)
-        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)  # CIFAR stem
-        net.maxpool = nn.Identity()
-        return net
+        return ResNet18(in_channels, num_classes)
     raise UserError(f"unknown classifier architecture {arch!r} (expected simple_cnn or resnet18)")
 
 
@@ -83,15 +126,19 @@ def predict(model: nn.Module, normalizer: Normalizer, x: np.ndarray, device: tor
 
 def save_classifier(path, model: nn.Module, normalizer: Normalizer, classes: tuple[str, ...], arch: str, cfg: Recipe,
                     image_shape: tuple[int, ...]) -> None:
+    check_finite(model.state_dict(), f"{path}: not written")
     save_torch(path, {"format": MODEL_FORMAT, "arch": arch, "dropout": cfg.dropout,
                       "model": model.state_dict(), "normalizer": asdict(normalizer),
                       "classes": list(classes), "image_shape": list(image_shape)})
 
 
-def load_classifier(path, device: torch.device, images: ImageSet | None = None,
-                    what: str = "these images") -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
-    """A saved classifier; with ``images``, a one-line error unless they have its class names and image shape."""
+def load_classifier(path, device: torch.device, images: ImageSet | None = None, what: str = "these images",
+                    arch: str | None = None) -> tuple[nn.Module, Normalizer, tuple[str, ...]]:
+    """A saved classifier; with ``images``, a one-line error unless they have its class names and image shape; with
+    ``arch``, unless it is one."""
     state = load_torch(path, MODEL_FORMAT)
+    if arch is not None and isinstance(state, dict) and state.get("arch") not in (None, arch):
+        raise UserError(f"{path}: a {state['arch']} model, loaded as a {arch} one (retrain it: `dvc repro`)")
     if images is not None and isinstance(state, dict) and "classes" in state and "image_shape" in state:
         if tuple(state["classes"]) != images.classes:
             raise UserError(f"{path}: classifies {list(state['classes'])}, but {what} are of classes "
@@ -107,6 +154,7 @@ def load_classifier(path, device: torch.device, images: ImageSet | None = None,
     except (KeyError, TypeError, ValueError, RuntimeError, UserError) as exc:
         raise UserError(f"{path}: a classifier file of another version or a damaged one ({type(exc).__name__}); "
                         f"remake it with `dvc repro train_classifier`") from None
+    check_finite(state["model"], str(path))
     return model.to(device, memory_format=memory_format(device)).eval(), norm, tuple(state["classes"])
 
 

@@ -18,7 +18,7 @@ from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_images, write_csv, write_json
 from dreaming_data.randomness import fingerprint_array, seed_for
 from dreaming_data.runtime import autocast, maybe_compile, memory_format, resolve_device, seed_rank, setup_backends, wrap_ddp
-from dreaming_data.training import Trainer, train
+from dreaming_data.training import Trainer, check_loss, train
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -67,7 +67,9 @@ class ClassifierTrainer(Trainer):
             raise UserError(f"{label}: the training set is empty")
         if steps < 1:
             raise UserError(f"{label}: {steps} optimizer steps; at least 1 is needed")
-        self.cfg, self.runtime, self.val, self.device, self.label = cfg, runtime, val, device, label
+        if arch == "resnet18" and len(train_set) < 2:
+            raise UserError(f"{label}: ResNet-18 needs at least 2 training images (BatchNorm), got {len(train_set)}")
+        self.cfg, self.runtime, self.val, self.device, self.label, self.arch = cfg, runtime, val, device, label, arch
         self.seed, self.data_seed = seed_for(seed, 10), seed
         torch.manual_seed(self.seed)
         H, W, C = train_set.x.shape[1:]
@@ -113,7 +115,8 @@ class ClassifierTrainer(Trainer):
         self.perm = torch.randperm(self.N, generator=g).to(self.device)
 
     def step(self, step: int, i: int) -> None:
-        idx = self.perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+        B = self.cfg.batch_size
+        idx = self.perm[i * B:(i + 1) * B if i + 1 < self.steps_per_epoch else self.N]  # the last takes the rest
         xb = self.x_all[idx]
         if self.cfg.augment:
             xb = random_crop_flip(xb, pad=self.cfg.crop_padding, flip=self.cfg.hflip, gen=self.gen)
@@ -128,8 +131,11 @@ class ClassifierTrainer(Trainer):
         val = self.val
         val_acc = (round(float((predict(self.model, self.normalizer, val.x, self.device, self.runtime).argmax(1)
                                 == val.y).mean()), 5) if len(val) else None)
+        loss = float(dd.sum_over_ranks(self.loss_sum)) / self.epoch_seen
+        check_loss(loss, self.label, min((epoch + 1) * self.steps_per_epoch, self.total),
+                   f"classifier.{self.arch}.lr")
         self.history.append({"epoch": epoch + 1, "steps": min((epoch + 1) * self.steps_per_epoch, self.total),
-                             "train_loss": round(float(dd.sum_over_ranks(self.loss_sum)) / self.epoch_seen, 5),
+                             "train_loss": round(loss, 5),
                              "train_acc": round(float(dd.sum_over_ranks(self.correct)) / self.epoch_seen, 5),
                              "val_acc": val_acc})
         self.shown = {"loss": f"{self.history[-1]['train_loss']:.3f}"} | ({"val_acc": f"{val_acc:.3f}"} if len(val) else {})

@@ -147,10 +147,32 @@ def plots(
         if subprocess.call(cmd, stdout=subprocess.DEVNULL) != 0:
             fail(f"dvc plots {verb[0]} failed (its message is above)")
     page = out / "index.html"
+    missing, total = missing_plots() if not revisions else ([], 0)
+    if (missing and len(missing) == total) or not page.is_file():
+        fail(f"{page}: no plot drawn: none of their files exist yet ({', '.join(missing[:3])}, ...): run the study first "
+             f"(`dreaming-data quickstart` or `dvc repro`)")
     remote = remote_references(page.read_text(encoding="utf8"))
     if remote:
         fail(f"{page}: still references the network ({', '.join(remote[:3])})")
-    print(f"{page}: every plot, no network needed")
+    if missing:
+        print(f"{page}: {total - len(missing)} of {total} plots, no network needed; not drawn, their files missing "
+              f"(run the study first): {', '.join(missing)}")
+    else:
+        print(f"{page}: every plot, no network needed")
+
+
+def missing_plots() -> tuple[list[str], int]:
+    """(the dvc.yaml plots whose data files are missing, how many plots dvc.yaml defines)."""
+    import yaml
+
+    definitions = (yaml.safe_load(Path("dvc.yaml").read_text()) or {}).get("plots") or []
+    missing = []
+    for item in definitions:
+        name, sources = (item, [item]) if isinstance(item, str) else next(iter(item.items()))
+        files = sources if isinstance(sources, list) else list((sources or {}).get("y", {}) or [name])
+        if not all(Path(f).exists() and (not Path(f).is_dir() or any(Path(f).iterdir())) for f in files):
+            missing.append(name)
+    return missing, len(definitions)
 
 
 @app.command()

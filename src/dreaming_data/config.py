@@ -296,8 +296,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
-    """Optimizer steps of one pass over ``n_images`` (the last batch may be smaller)."""
-    return max(1, -(-n_images // batch_size))
+    """Optimizer steps of one pass over ``n_images``: full batches and a smaller last one; a last batch of a single
+    image joins the one before it (BatchNorm cannot train on one image)."""
+    steps = -(-n_images // batch_size)
+    return max(1, steps - (n_images % batch_size == 1 and steps > 1))
 
 
 def training_steps(recipe: Recipe, n_images: int) -> int:
@@ -463,6 +465,8 @@ def _check_experiment(p: Params) -> Iterator[tuple[str, str]]:
                                                 f"{g.per_class}")
     if c.judge not in c.archs:
         yield "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}"
+    if c.resnet18.batch_size < 2:
+        yield "classifier.resnet18.batch_size", "must be >= 2: BatchNorm cannot train on a batch of one image, got 1"
     for arch in typing.get_args(Arch):
         pad = c.recipe(arch).crop_padding
         if pad >= d.image_size:

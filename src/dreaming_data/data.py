@@ -43,13 +43,21 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
+def broken_archive(archive: Path, exc: Exception) -> UserError:
+    """One line for an archive tarfile cannot read (its own message lists every method it tried, with reprs)."""
+    if isinstance(exc, tarfile.ReadError) and "could not be opened" in str(exc):
+        return UserError(f"{archive}: not a tar archive (plain, gzip, bz2 or xz)")
+    first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+    return UserError(f"{archive}: corrupt or truncated archive ({first})")
+
+
 def extract_tar(archive: Path, dest: Path) -> None:
     """Extract a (gzipped) tar archive; a truncated or corrupt one is a ``UserError`` naming it."""
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{archive}: corrupt or truncated archive ({exc})") from None
+        raise broken_archive(archive, exc) from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -65,7 +73,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise UserError(f"{path}: missing from the CIFAR-10 archive") from None
     except Exception as exc:  # a pickle that is not a CIFAR batch
-        raise UserError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__})") from None
     return np.ascontiguousarray(x), y
 
 
@@ -136,7 +144,7 @@ class _Tree:
                         elif m.isfile():
                             self.files[name] = tar.extractfile(m).read()
             except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-                raise UserError(f"{path}: corrupt or truncated archive ({exc})") from None
+                raise broken_archive(path, exc) from None
         else:
             for folder, dirnames, filenames in os.walk(path):
                 rel = PurePosixPath(Path(folder).relative_to(path).as_posix())
@@ -325,9 +333,16 @@ def prepare_data(cfg: DataConfig, outputs: dict[str, Path], metrics_path: Path) 
     """Run the data stage: write the ``train``, ``val`` and ``test`` sets to ``outputs[split]`` and counts to
     ``metrics_path``. Everything is read and checked before the first file is written."""
     source_train, test = load_source(cfg)
-    if set(np.unique(source_train.y)) != set(range(len(source_train.classes))):
-        raise UserError(f"data: some classes have no training images ({source_train.counts()})")
+    if len(source_train.classes) < 2:
+        raise UserError(f"data: {len(source_train.classes)} class ({', '.join(source_train.classes)}); a classifier "
+                        f"needs at least 2 (every accuracy would be 1.0)")
     train, val = split_train(source_train, cfg)
+    for split, images in (("train", train), ("val", val), ("test", test)):
+        if split == "val" and cfg.val_size == 0:
+            continue
+        if empty := [c for c, n in images.counts().items() if n == 0]:
+            raise UserError(f"data: the {split} split has no images of class {', '.join(empty[:5])} "
+                            f"({images.counts()}); every class needs at least one in each split")
     metrics = {
         "source": cfg.source,
         "classes": list(train.classes),

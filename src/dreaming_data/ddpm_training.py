@@ -18,7 +18,7 @@ from dreaming_data.io import ImageSet
 from dreaming_data.randomness import fingerprint_array, seed_for
 from dreaming_data.runtime import (autocast, maybe_compile, memory_format, resolve_device, seed_rank, setup_backends,
                                    wrap_ddp)
-from dreaming_data.training import Trainer, train
+from dreaming_data.training import Trainer, check_loss, train
 from dreaming_data.unet import UNet, count_parameters
 
 
@@ -81,6 +81,9 @@ def train_step(p: Params, model: UNet, fwd, ema: UNet, opt: torch.optim.Optimize
     return loss
 
 
+DIVERGED = "ddpm.lr, or ddpm.grad_clip"  # what to look at when the loss is no longer a number
+
+
 class DDPMTrainer(Trainer):
     """The DDPM of one schedule on ``train_set``: epochs of ``len // batch_size`` full batches in an order drawn
     from (seed, epoch); t, noise, label dropout and flips from the trainer's generator."""
@@ -137,12 +140,15 @@ class DDPMTrainer(Trainer):
 
     def end_epoch(self, epoch: int) -> None:
         self.epoch_losses.append(float(dd.mean_over_ranks(self.loss_sum)) / self.steps_per_epoch)
+        check_loss(self.epoch_losses[-1], self.label, (epoch + 1) * self.steps_per_epoch, DIVERGED)
         self.loss_sum = 0.0
 
     def postfix(self, step: int, steps_per_s: float) -> dict | None:
         if step % 10 and step != self.total:
             return None
-        return {"loss": f"{self.loss.item():.4f}", "img_s": f"{steps_per_s * self.batch:.0f}"}
+        loss = self.loss.item()  # a sync every 10 steps: the bar's, and the first sight of a diverged run
+        check_loss(loss, self.label, step, DIVERGED)
+        return {"loss": f"{loss:.4f}", "img_s": f"{steps_per_s * self.batch:.0f}"}
 
 
 def train_ddpm(p: Params, schedule: str, train_set: ImageSet, resume: ResumeDir | None = None,

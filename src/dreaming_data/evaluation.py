@@ -1,4 +1,5 @@
-"""Test-set metrics of a classifier: accuracy, per-class and macro precision/recall/F1, confusion matrices."""
+"""Test-set metrics of a classifier: accuracy, per-class and macro precision/recall/F1, confusion matrices (numpy and
+matplotlib only: an evaluation stage starts fast)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,29 @@ import pandas as pd
 from dreaming_data.io import pyplot, save_figure
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Accuracy, macro precision/recall/F1 and the same per class (scikit-learn; zero_division=0)."""
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """[K, K] int64: row = actual class, column = predicted class."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
-    labels = list(range(len(classes)))
-    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with 0 where b is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(a, b, out=np.zeros(len(a)), where=b != 0)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Accuracy, macro precision/recall/F1 and the same per class, as scikit-learn's ``accuracy_score`` and
+    ``precision_recall_fscore_support(zero_division=0)`` compute them (F1 = 2 TP / (2 TP + FP + FN); tested)."""
+    cm = confusion_counts(y_true, y_pred, len(classes))
+    tp, true, pred = np.diag(cm).astype(np.float64), cm.sum(1), cm.sum(0)
+    p, r, f = _divide(tp, pred), _divide(tp, true), _divide(2 * tp, true + pred)
     return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 5),
-        "macro_precision": round(float(mp), 5),
-        "macro_recall": round(float(mr), 5),
-        "macro_f1": round(float(mf), 5),
+        "accuracy": round(float(tp.sum() / len(y_true)), 5),
+        "macro_precision": round(float(p.mean()), 5),
+        "macro_recall": round(float(r.mean()), 5),
+        "macro_f1": round(float(f.mean()), 5),
         "per_class": {name: {"precision": round(float(p[i]), 5), "recall": round(float(r[i]), 5),
-                             "f1": round(float(f[i]), 5), "support": int(support[i])}
+                             "f1": round(float(f[i]), 5), "support": int(true[i])}
                       for i, name in enumerate(classes)},
     }
 
@@ -36,15 +46,19 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, .
 
 def confusion_heatmap(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...], title: str, path: Path) -> None:
     """Row-normalised confusion matrix (each row: where images of that class went), as a PNG."""
-    import seaborn as sns
-    from sklearn.metrics import confusion_matrix
-
+    cm = confusion_counts(y_true, y_pred, len(classes)).astype(np.float64)
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     plt = pyplot()
-    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))), normalize="true")
     size = 1.6 + 0.55 * len(classes)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, xticklabels=classes, yticklabels=classes,
-                ax=ax, annot_kws={"size": 7})
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=90)
+    ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)

@@ -22,21 +22,67 @@ from dreaming_data.errors import UserError
 from dreaming_data.paths import made_by
 
 
+class WriteError(UserError):
+    """A file that could not be written (disk full, file too large, permission denied): the environment, not the
+    params; one line naming the file (the runner adds the stage)."""
+
+
+_PENDING: list[list[tuple[Path, Path]]] = []  # the open ``outputs()`` blocks: (temporary, final) renames to do
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from dreaming_data.paths import CHECKPOINTS
+
+    return path.resolve().is_relative_to(CHECKPOINTS.resolve())
+
+
+@contextlib.contextmanager
+def outputs() -> Iterator[None]:
+    """All of a stage's outputs or none: inside the block, ``atomic_path`` leaves each finished file under its
+    temporary name; when the block ends normally they are renamed into place together, when it fails they are
+    deleted and the previous outputs stay as they were. Checkpoints are written at once (a resume needs them)."""
+    pending: list[tuple[Path, Path]] = []
+    _PENDING.append(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _PENDING.remove(pending)
+    for tmp, path in pending:
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds (inside
+    ``outputs()``: when that block ends). A failed write (disk full, file too large, no permission) is a
+    ``WriteError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    deferred = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
+    tmp = Path(name)
     try:
         yield tmp
         if tmp.exists():
             os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if _PENDING and not _is_checkpoint(path):
+            _PENDING[-1].append((tmp, path))
+            deferred = True
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if not deferred:
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -91,20 +137,32 @@ def missing(path: str | Path) -> UserError:
     return UserError(f"{path}: missing" + (f" (run `dvc repro {stage}` first)" if stage else ""))
 
 
-def finite(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float replaced by None (JSON null: a number that does not exist)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
+def _not_numbers(obj: Any, where: str = "") -> Iterator[str]:
+    """Dotted keys of every NaN or infinite float in ``obj``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        yield f"{where or 'the value'} = {obj}"
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _not_numbers(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _not_numbers(v, f"{where}[{i}]")
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Strict JSON (no NaN or Infinity: null where a number does not exist), written atomically."""
-    write_bytes(path, (json.dumps(finite(obj), indent=2, allow_nan=False) + "\n").encode())
+    """Strict JSON, written atomically. A NaN or infinite number is refused (null is how a number that does not
+    exist is written): a metric that is not a number means the computation behind it broke."""
+    bad = list(_not_numbers(obj))
+    if bad:
+        raise UserError(f"{path}: {bad[0]}, not a number (what computed it diverged{_remake_hint(Path(path))})")
+    write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def check_finite(tensors: dict, what: str) -> None:
+    """Every floating tensor of a state dict finite, else a ``UserError`` naming the first that is not."""
+    for name, t in tensors.items():
+        if getattr(t, "is_floating_point", lambda: False)() and not bool(t.isfinite().all()):
+            raise UserError(f"{what}: weights {name} hold NaN or infinite values")
 
 
 def read_json(path: str | Path) -> Any:
@@ -131,9 +189,13 @@ def load_torch(path: str | Path, kind: str, device: Any = "cpu") -> dict:
     types only: a file from a shared remote cannot run code). Anything else is a one-line ``UserError``."""
     import torch
 
+    import warnings
+
     path = Path(path)
     try:
-        obj = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # a refusal is our one line, not torch's paragraphs
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise missing(path) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:

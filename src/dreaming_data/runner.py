@@ -12,6 +12,7 @@ from typing import Any
 
 from dreaming_data.config import load_params
 from dreaming_data.errors import UserError
+from dreaming_data.io import WriteError, outputs
 
 TIMING = Path(".dreaming-data") / "timing.jsonl"  # one line per finished stage (git-ignored; `results collect` reads it)
 
@@ -44,6 +45,17 @@ def record_timing(label: str, seconds: float, params_path: str | Path) -> None:
         print(f"warning: {TIMING}: could not record the stage's time ({exc.strerror})", file=sys.stderr)
 
 
+def one_line(exc: Exception, label: str) -> str:
+    """What the user reads: a ``UserError`` as it is; a file the environment did not let us write or read (disk
+    full, file too large, permission denied) with the stage it stopped."""
+    if isinstance(exc, WriteError):
+        return f"{label}: {exc}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{label}: {where}{exc.strerror or type(exc).__name__}"
+    return str(exc)
+
+
 def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
     """``kw`` must be one of the stage's matrix instances under these params (a stage of their dvc.yaml)."""
     instances = stage.matrix(params)
@@ -74,17 +86,18 @@ def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:
         if stage.distributed and params.runtime.world_size > 1 and not worker:
             result = dd.launch(params.runtime, label, stage.command(params_path, kw))
         else:
-            with dd.session(params.runtime):
+            with dd.session(params.runtime), outputs():  # every output of the stage, or none
                 result = stage.run(params, **kw)
         if not worker:
             record_timing(label, time.perf_counter() - started, params_path)
         return result
-    except UserError as exc:
+    except (UserError, OSError) as exc:
+        message = one_line(exc, stage.label(**kw))
         if reason:
-            dd.leave_reason(str(exc))
+            dd.leave_reason(message)
         if silent:
             raise SystemExit(2) from None
-        fail(str(exc))
+        fail(message)
     except KeyboardInterrupt:
         if reason:
             dd.leave_reason(dd.INTERRUPTED)

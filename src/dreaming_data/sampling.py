@@ -69,6 +69,9 @@ class Sampler:
                    progress=None if bar is None else lambda _: bar.update(per_step), sampler=self.sampler, eta=self.eta)
         if bar is not None:
             bar.n = round(bar.n)  # no float drift from the fractional steps
+        if not bool(torch.isfinite(x).all()):  # would round to black pixels without a word
+            raise UserError(f"sampling produced NaN or infinite values (guidance {self.guidance}, {self.sampler}): "
+                            f"the model's predictions overflowed")
         return to_uint8(x).cpu()
 
     def images(self, y: torch.Tensor, index: torch.Tensor, seed: int, steps: int, batch_size: int,
@@ -173,7 +176,7 @@ def load_sampler(p: Params, schedule: str, sampler: str | None = None) -> Sample
 
     device = resolve_device(p.runtime)
     setup_backends(device)
-    return Sampler(load_ddpm(paths.ddpm_model(schedule), device), p.diffusion, p.runtime, device, sampler)
+    return Sampler(load_ddpm(paths.ddpm_model(schedule), device, p, schedule), p.diffusion, p.runtime, device, sampler)
 
 
 def generate_for_stage(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int,

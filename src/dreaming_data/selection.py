@@ -24,7 +24,7 @@ def merge_synthetic(real: ImageSet, synthetic: ImageSet, per_class: int | None) 
 
 
 def select_confident(synthetic: ImageSet, probs: np.ndarray, per_class: int | None,
-                     keep_fraction: float) -> tuple[ImageSet, float]:
+                     keep_fraction: float) -> tuple[ImageSet, float | None]:
     """Filtered dreams (the selection of Wang et al. 2023): per class, of the first ceil(per_class / keep_fraction)
     generated images (all when ``per_class`` is None), keep the ``per_class`` (or round(keep_fraction x all)) that
     ``probs`` ([N, K], a real-data classifier's) gives the highest probability of their intended class; ties go to
@@ -42,4 +42,4 @@ def select_confident(synthetic: ImageSet, probs: np.ndarray, per_class: int | No
         keep.append(np.sort(candidates[best]))
         confidence.append(conf[best])
     kept = np.concatenate(keep)
-    return synthetic.subset(kept), float(np.concatenate(confidence).mean()) if len(kept) else float("nan")
+    return synthetic.subset(kept), float(np.concatenate(confidence).mean()) if len(kept) else None

@@ -9,6 +9,7 @@ generators whose states the checkpoint holds, and an epoch's data order from (se
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from dreaming_data import distributed as dd
 from dreaming_data.checkpoints import ResumeDir, graceful_stop
+from dreaming_data.errors import UserError
 
 
 class Trainer:
@@ -53,6 +55,14 @@ class Trainer:
         return None
 
 
+def check_loss(value: float, label: str, step: int, keys: str) -> None:
+    """A loss that is no longer a finite number stops the run with one line (no model is written): the weights
+    diverged, most often from a learning rate too high for the batch (``keys`` names the params to look at)."""
+    if not math.isfinite(value):
+        raise UserError(f"{label}: the training loss became {value} by optimizer step {step}: the model diverged "
+                        f"(lower {keys}); no model was written")
+
+
 @dataclass(frozen=True)
 class LoopStats:
     resumed_from: int  # the step the run started at (0 unless it resumed)
@@ -87,9 +97,9 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
         dd.barrier()  # written before any rank goes on (or stops)
 
     agree = dd.Agreement(step)
-    bar = progress_bar(total=total, initial=step, desc=trainer.label, unit="step")
     t_start, last_save, epoch = time.perf_counter(), time.monotonic(), None
-    with graceful_stop(trainer.label) as stop:
+    with progress_bar(total=total, initial=step, desc=trainer.label, unit="step") as bar, \
+            graceful_stop(trainer.label) as stop:
         while step < total:
             e, i = divmod(step, per_epoch)
             if e != epoch:
@@ -122,5 +132,4 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
             if save_now:
                 save()
                 last_save = time.monotonic()
-    bar.close()
     return LoopStats(resumed_from, step - resumed_from, time.perf_counter() - t_start)

@@ -18,7 +18,7 @@ def run(p, arch: str, variant: str, seed: int) -> None:
     device = resolve_device(p.runtime)
     test = load_images(paths.prepared("test"))
     model, norm, classes = load_classifier(paths.classifier_model(name), device, test,
-                                           f"the images of {paths.prepared('test')}")
+                                           f"the images of {paths.prepared('test')}", arch)
     pred = predict(model, norm, test.x, device, p.runtime).argmax(1)
     metrics = {"arch": arch, "variant": variant, "seed": seed, **classification_metrics(test.y, pred, classes)}
     out = small(p, arch, variant, seed)

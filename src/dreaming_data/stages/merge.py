@@ -31,7 +31,8 @@ def run(p) -> None:
         all_confidence = float(probs[np.arange(len(probs)), synthetic.y].mean())
         synthetic, kept_confidence = select_confident(synthetic, probs, m.synthetic_per_class, m.keep_fraction)
         info |= {"judge": path.as_posix(), "keep_fraction": m.keep_fraction,
-                 "mean_confidence_kept": round(kept_confidence, 5), "mean_confidence_all": round(all_confidence, 5)}
+                 "mean_confidence_kept": None if kept_confidence is None else round(kept_confidence, 5),
+                 "mean_confidence_all": round(all_confidence, 5)}
         print(f"merge: kept the {p.classifier.judge} baseline's most confident {m.keep_fraction:.0%} of the "
               f"candidates ({judge})")
     merged = merge_synthetic(real, synthetic, m.synthetic_per_class)

@@ -400,7 +400,9 @@ def read_result(folder: Path, name: str) -> Any:
 def folders(root: Path = RESULTS) -> list[Path]:
     """Results folders: GPU runs first, then CPU runs; the newest first within each. Hidden folders (a collect's
     ``.NAME.tmp``, ``.NAME.old``) are not results."""
-    if root.exists() and not root.is_dir():
+    if not root.exists():
+        raise UserError(f"{root}: no such folder (expected the results folders, e.g. results/)")
+    if not root.is_dir():
         raise UserError(f"{root}: not a folder of results")
     found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.exists() else []
     envs = {d: read_result(d, "environment.json") for d in found}
