@@ -69,7 +69,7 @@ def test_metrics_are_scikit_learns(seed):
 
 def test_confusion_rows_match_predictions():
     y_true, y_pred = np.array([0, 2, 1, 1]), np.array([0, 1, 1, 2])
-    rows = confusion_rows(y_true, y_pred, ("cat", "dog", "emu"))
+    rows = pd.DataFrame(confusion_rows(y_true, y_pred, ("cat", "dog", "emu")))
     assert list(rows.columns) == ["actual", "predicted"]
     assert rows.values.tolist() == [["cat", "cat"], ["emu", "dog"], ["dog", "dog"], ["dog", "emu"]]
     counts = pd.crosstab(rows.actual, rows.predicted)

@@ -241,11 +241,9 @@ def train_and_save(p: Params, arch: str, variant: str, seed: int, stage: str, tr
     resume = ResumeDir(paths.resume_dir(stage), training_identity(arch, recipe, train_set, val, seed, steps), stage)
     trained = train_classifier(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}")
     if dd.is_main():
-        import pandas as pd
-
         save_classifier(paths.classifier_model(name), trained.model, trained.normalizer, trained.classes, arch, recipe,
                         train_set.x.shape[1:])
-        write_csv(pd.DataFrame(trained.history), paths.PLOTS / "classifier" / f"{name}.csv")
+        write_csv(trained.history, paths.PLOTS / "classifier" / f"{name}.csv")
         val_accs = [h["val_acc"] for h in trained.history if h["val_acc"] is not None]
         write_json(paths.METRICS / "train" / f"{name}.json", {
             "arch": arch, "variant": variant, "optimizer_steps": steps,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dreaming_data.io import pyplot, save_figure
 
@@ -38,10 +37,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tupl
     }
 
 
-def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
+def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> list[dict]:
     """One row per test image, ``actual,predicted`` class names: what DVC's confusion templates read."""
     names = np.array(classes)
-    return pd.DataFrame({"actual": names[y_true], "predicted": names[y_pred]})
+    return [{"actual": a, "predicted": p} for a, p in zip(names[y_true].tolist(), names[y_pred].tolist())]
 
 
 def confusion_heatmap(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...], title: str, path: Path) -> None:

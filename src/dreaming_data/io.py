@@ -94,10 +94,19 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_csv(frame, path: str | Path) -> None:
-    """A pandas DataFrame as CSV without the index (what DVC's plot templates read), written atomically."""
+def write_csv(table, path: str | Path) -> None:
+    """A table as CSV (what DVC's plot templates read), written atomically: a pandas DataFrame (without its index),
+    or a list of rows, dicts with the same keys (the csv module: a stage that writes one needs no pandas)."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        if isinstance(table, list):
+            import csv
+
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else [], lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(table)
+        else:
+            table.to_csv(tmp, index=False)
 
 
 def pyplot():

@@ -8,8 +8,6 @@ from dreaming_data.stages import Part, Stage
 
 
 def run(p, schedule: str) -> None:
-    import pandas as pd
-
     from dreaming_data import distributed as dd
     from dreaming_data.checkpoints import ResumeDir
     from dreaming_data.ddpm import save_ddpm
@@ -22,7 +20,7 @@ def run(p, schedule: str) -> None:
     ema, r = train_ddpm(p, schedule, train_set, resume)
     if dd.is_main():
         save_ddpm(paths.ddpm_model(schedule), ema, p, schedule, train_set)
-        write_csv(pd.DataFrame({"epoch": range(1, len(r.epoch_losses) + 1), "loss": r.epoch_losses}),
+        write_csv([{"epoch": e, "loss": loss} for e, loss in enumerate(r.epoch_losses, start=1)],
                   paths.PLOTS / "ddpm" / f"loss-{schedule}.csv")
         write_json(paths.METRICS / f"ddpm-{schedule}.json", {
             "schedule": schedule,
