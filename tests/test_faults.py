@@ -211,3 +211,57 @@ def test_a_broken_archive_is_one_line_without_reprs(tmp_path):
     with pytest.raises(UserError) as err:
         read_image_folder(tmp_path / "bad.tar.gz", 32)
     assert str(err.value) == f"{tmp_path / 'bad.tar.gz'}: not a tar archive (plain, gzip, bz2 or xz)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A long run on the machine at hand says so
+
+
+def test_a_bar_projected_past_an_hour_says_so_once(capsys, monkeypatch):
+    import time
+
+    from dreaming_data import runtime
+
+    clock = iter([0.0, 6.0, 7.0, 8.0, 9.0])
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    bar = runtime.progress_bar(total=10_000, desc="ddpm linear", unit="step")
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    notes = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "note:" in line]
+    assert len(notes) == 1 and "ddpm linear: about 16.7 h to go on cpu" in notes[0]
+    assert "`dreaming-data quickstart`" in notes[0] and "-S runtime.device=cuda" in notes[0]
+    clock = iter([0.0, 6.0])
+    short = runtime.progress_bar(total=100, desc="generate")  # 10 minutes: nothing to say
+    short.update(1)
+    short.close()
+    assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_default_ddpm_on_a_cpu_prints_its_projection(tmp_path):
+    """params.yaml's own DDPM (35.7M parameters, 100 epochs) on 200 digits at 32x32: hours on 2 cores; the stage
+    says so a few seconds in. Stopped once it has."""
+    import os
+    import signal
+    import time
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    from conftest import default_params
+    from dreaming_data.overrides import apply_overrides
+
+    write_params(tmp_path / "params.yaml", apply_overrides(default_params(), {
+        "data.source": "digits", "data.val_size": 50, "data.train_per_class": 20, "runtime.num_workers": 2}))
+    stage(tmp_path, "download", ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "dreaming_data.stages.train_ddpm", "linear"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=stage_env(),
+                            start_new_session=True)
+    deadline, err = time.monotonic() + 240, ""
+    try:
+        while "note:" not in err and time.monotonic() < deadline and proc.poll() is None:
+            err += os.read(proc.stderr.fileno(), 65536).decode(errors="replace")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    note = next(line for line in err.replace("\r", "\n").splitlines() if "note:" in line)
+    assert "ddpm linear: about" in note and " h to go on cpu (2 threads)" in note and "quickstart" in note

@@ -21,7 +21,8 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and dd.world_size() > 1:
-        return torch.device("cuda", dd.local_rank())  # one GPU per process
+        device = torch.device("cuda", dd.local_rank())  # one GPU per process
+    _DEVICE[0] = describe(device)
     return device
 
 
@@ -103,12 +104,49 @@ def setup_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+LONG_RUN_S = 3600  # a bar projected past this says so, once, a few seconds in
+_DEVICE = ["cpu"]  # the device resolve_device chose last, described: what a bar's projection is for
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def long_run_note(what: str, seconds: float, elapsed: float) -> str:
+    """One line: how long ``what`` will take at its rate so far, on which device, and the cheaper ways to run."""
+    device = _DEVICE[0]
+    ways = ("`dreaming-data quickstart --profile gpu-study` runs the CIFAR-10 study at one GPU's 10-minute scale"
+            if not device.startswith("cpu") else
+            "`dreaming-data quickstart` runs the whole study small (about 10 minutes on 2 CPU cores), and on a GPU "
+            "`-S runtime.device=cuda` uses it")
+    return (f"note: {what}: about {seconds / 3600:,.1f} h to go on {device} at the rate of its first {elapsed:.0f} s. "
+            f"params.yaml's defaults are the full GPU study; {ways}. Going on.")
+
+
 def progress_bar(**kwargs):
-    """A tqdm bar that redraws often on a terminal and every 10 s in a log (DVC, CI); shown by rank 0 only."""
+    """A tqdm bar that redraws often on a terminal and every 10 s in a log (DVC, CI); shown by rank 0 only. A few
+    seconds in, a bar that will take more than ``LONG_RUN_S`` at its rate says so in one line (and goes on)."""
     import sys
+    import time
 
     from tqdm.auto import tqdm
 
+    class Bar(tqdm):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self._t0, self._n0, self._projected = time.monotonic(), self.n, False
+
+        def update(self, n=1):
+            shown = super().update(n)
+            elapsed, done = time.monotonic() - self._t0, self.n - self._n0
+            if not self._projected and not self.disable and self.total and done > 0 and elapsed >= 5:
+                self._projected = True
+                left = (self.total - self.n) * elapsed / done
+                if left > LONG_RUN_S:
+                    self.write(long_run_note(self.desc, left, elapsed), file=sys.stderr)
+            return shown
+
     interactive = sys.stderr.isatty()
-    return tqdm(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, disable=not dd.is_main(),
-                **kwargs)
+    return Bar(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, disable=not dd.is_main(), **kwargs)
