@@ -76,21 +76,29 @@ def test_confusion_rows_match_predictions():
     assert counts.loc["dog", "emu"] == 1 and counts.values.sum() == 4
 
 
-def test_compare_pairs_by_seed():
-    def run(acc):
-        return {"accuracy": acc, "macro_f1": acc, "per_class": {"a": {"precision": acc, "recall": acc, "f1": acc}}}
+def predictions_with(y: np.ndarray, correct: int, shift: int = 0) -> np.ndarray:
+    """Predictions that get the first ``correct`` images of a rotation of the test set right (from ``shift``)."""
+    order = np.roll(np.arange(len(y)), shift)
+    pred = (y + 1) % 2
+    pred[order[:correct]] = y[order[:correct]]
+    return pred
 
-    cmp = compare_runs({"cnn": {"baseline": {0: run(0.50), 1: run(0.60), 2: run(0.55)},
-                                "baseline_matched": {0: run(0.56), 1: run(0.66), 2: run(0.60)},
-                                "augmented": {0: run(0.55), 1: run(0.70), 2: run(0.60)}}})["cnn"]
+
+def test_compare_pairs_by_seed_and_by_test_image():
+    y = np.arange(200) % 2
+    classes = ["a", "b"]
+    runs = {"baseline": [100, 120, 110], "baseline_matched": [112, 132, 120], "augmented": [110, 140, 120]}
+    preds = {v: {s: predictions_with(y, n, 7 * s) for s, n in enumerate(ns)} for v, ns in runs.items()}
+    results = {v: {s: classification_metrics(y, p, ("a", "b")) for s, p in by_seed.items()} for v, by_seed in preds.items()}
+    cmp = compare_runs({"cnn": results}, {"cnn": preds}, y, classes)["cnn"]
     assert cmp["variants"]["baseline"]["accuracy"] == {"mean": 0.55, "std": pytest.approx(0.05), "n": 3}
     d = cmp["differences"]["augmented_minus_baseline"]
-    assert d["accuracy"]["mean"] == pytest.approx(0.0667, abs=1e-4) and d["accuracy"]["per_seed"] == [0.05, 0.1, 0.05]
-    # per-seed differences 0.05, 0.10, 0.05: s = 0.028868, t(0.975, 2) = 4.3027 -> half-width 0.071711
-    assert d["accuracy"]["low"] == pytest.approx(0.0667 - 0.0717, abs=1e-4) and d["accuracy"]["significant"] is False
-    assert "no significant difference" in d["verdict"]
-    m = cmp["differences"]["augmented_minus_matched"]
-    assert m["accuracy"]["per_seed"] == [-0.01, 0.04, 0.0] and m["per_class"]["a"]["f1"] == pytest.approx(0.01)
+    assert d["accuracy"]["per_seed"] == pytest.approx([0.05, 0.1, 0.05]) and d["test_images"] == 200
+    assert d["accuracy"]["mean"] == pytest.approx(0.0667, abs=1e-4)
+    assert d["accuracy"]["low"] < d["accuracy"]["mean"] < d["accuracy"]["high"] and "crossed" in d["method"]
+    assert ("significantly better" in d["verdict"]) == d["accuracy"]["significant"]
+    assert set(d["per_class"]) == {"a", "b"} and {"recall", "f1"} <= set(d["per_class"]["a"])
+    assert isinstance(d["per_class"]["a"]["recall"]["holm"], bool)
 
 
 def test_confident_filter_keeps_the_judges_favourites():

@@ -25,48 +25,58 @@ def _spread(values: list[float]) -> dict:
     return {"mean": _r(s["mean"]), "std": _r(s["std"]), "n": s["n"]}
 
 
+def _rounded(interval: dict) -> dict:
+    return {k: v if k in ("n", "images", "significant", "confidence") else _r(v) for k, v in interval.items()}
+
+
 DIFFERENCES = {"augmented_minus_baseline": ("augmented", "baseline"),
                "augmented_minus_matched": ("augmented", "baseline_matched")}
+METHOD = ("seeds x test images, a crossed random-effects design (variance components from its mean squares, "
+          "Satterthwaite's degrees of freedom; F1 linearised)")
 
 
-def compare_runs(results: dict[str, dict[str, dict[int, dict]]]) -> dict:
-    """results[arch][variant][seed] = metrics of ``classification_metrics``. Per architecture: mean and std across
-    seeds per variant; augmented - baseline and augmented - baseline_matched paired by seed, with a 95% t-interval
-    and a verdict; per-class precision/recall/F1 differences (means of the per-seed differences)."""
-    from dreaming_data.stats import paired_interval, verdict
+def _variant(by_seed: dict[int, dict]) -> dict:
+    seeds = sorted(by_seed)
+    classes = list(by_seed[seeds[0]]["per_class"])
+    return {"seeds": seeds,
+            "accuracy": _spread([by_seed[s]["accuracy"] for s in seeds]),
+            "macro_f1": _spread([by_seed[s]["macro_f1"] for s in seeds]),
+            "per_class": {c: {m: _r(np.mean([by_seed[s]["per_class"][c][m] for s in seeds]))
+                              for m in ("precision", "recall", "f1")} for c in classes}}
 
+
+def _difference(label: str, y: np.ndarray, pred_a: dict[int, np.ndarray], pred_b: dict[int, np.ndarray],
+                classes: list[str]) -> dict:
+    """A minus B over their shared seeds: accuracy and macro F1 with intervals and a verdict; per class, recall and
+    F1 with intervals, a p-value and whether they survive Holm's correction over the classes."""
+    from dreaming_data.stats import ALPHA, holm, paired_difference, verdict
+
+    seeds = sorted(set(pred_a) & set(pred_b))
+    boot = paired_difference(y, np.stack([pred_a[s] for s in seeds]), np.stack([pred_b[s] for s in seeds]),
+                             len(classes))
+    per_class = {c: {m: _rounded(boot["per_class"][k][m]) for m in ("recall", "f1")} for k, c in enumerate(classes)}
+    for m in ("recall", "f1"):
+        for c, keep in zip(classes, holm([boot["per_class"][k][m]["p"] for k in range(len(classes))], ALPHA)):
+            per_class[c][m]["holm"] = keep
+    return {"seeds": seeds, "test_images": len(y), "method": METHOD,
+            "accuracy": _rounded(boot["accuracy"]), "macro_f1": _rounded(boot["macro_f1"]), "per_class": per_class,
+            "verdict": verdict(label, boot["accuracy"])}
+
+
+def compare_runs(results: dict[str, dict[str, dict[int, dict]]], predictions: dict[str, dict[str, dict[int, np.ndarray]]],
+                 y: np.ndarray, classes: list[str]) -> dict:
+    """results[arch][variant][seed]: metrics of ``classification_metrics``; predictions[arch][variant][seed]: [N]
+    predicted classes of the N test images ``y``. Per architecture: mean and std across seeds per variant, and
+    augmented - baseline and augmented - baseline_matched paired by seed and by test image (``_difference``)."""
     out: dict = {}
     for arch, by_variant in results.items():
-        variants = {}
-        for variant, by_seed in by_variant.items():
-            seeds = sorted(by_seed)
-            classes = list(by_seed[seeds[0]]["per_class"])
-            variants[variant] = {
-                "seeds": seeds,
-                "accuracy": _spread([by_seed[s]["accuracy"] for s in seeds]),
-                "macro_f1": _spread([by_seed[s]["macro_f1"] for s in seeds]),
-                "per_class": {c: {m: _r(np.mean([by_seed[s]["per_class"][c][m] for s in seeds]))
-                                  for m in ("precision", "recall", "f1")} for c in classes},
-            }
         differences = {}
-        for name, (a_name, b_name) in DIFFERENCES.items():
-            if a_name not in by_variant or b_name not in by_variant:
-                continue
-            a, b = by_variant[a_name], by_variant[b_name]
-            seeds = sorted(set(a) & set(b))
-            classes = list(b[seeds[0]]["per_class"])
-            acc = paired_interval([a[s]["accuracy"] for s in seeds], [b[s]["accuracy"] for s in seeds])
-            f1 = paired_interval([a[s]["macro_f1"] for s in seeds], [b[s]["macro_f1"] for s in seeds])
-            label = f"{arch}, {a_name} - {b_name}"
-            differences[name] = {
-                "seeds": seeds,
-                "accuracy": {k: _r(v) if k not in ("n", "significant") else v for k, v in acc.items()},
-                "macro_f1": {k: _r(v) if k not in ("n", "significant") else v for k, v in f1.items()},
-                "per_class": {c: {m: _r(np.mean([a[s]["per_class"][c][m] - b[s]["per_class"][c][m] for s in seeds]))
-                                  for m in ("precision", "recall", "f1")} for c in classes},
-                "verdict": verdict(label, acc),
-            }
-        out[arch] = {"variants": variants, "differences": differences}
+        for name, (a, b) in DIFFERENCES.items():
+            if a in by_variant and b in by_variant:
+                differences[name] = _difference(f"{arch}, {a} - {b}", y, predictions[arch][a], predictions[arch][b],
+                                                classes)
+        out[arch] = {"variants": {v: _variant(by_seed) for v, by_seed in by_variant.items()},
+                     "differences": differences}
     return out
 
 
@@ -86,6 +96,11 @@ def summary(cmp: dict) -> dict:
     return out
 
 
+def _ci(d: dict, star: bool = False) -> str:
+    mark = "*" if star and d.get("holm") else ""
+    return f"{d['mean']:+.3f}{mark} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
 def comparison_markdown(cmp: dict, title: str, steps: dict[str, dict[str, int]]) -> str:
     """steps[arch][variant]: optimizer steps of one run."""
     lines = [f"# {title}", ""]
@@ -100,21 +115,51 @@ def comparison_markdown(cmp: dict, title: str, steps: dict[str, dict[str, int]])
         lines += [f"- {d['verdict']}" for d in c["differences"].values()]
         if c["differences"]:
             names = list(c["differences"])
-            lines += ["", "Per-class differences, mean over seeds (precision / recall / F1):", "",
-                      "| class | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-            classes = list(next(iter(c["differences"].values()))["per_class"])
-            for cls in classes:
-                cells = []
-                for name in names:
-                    d = c["differences"][name]["per_class"][cls]
-                    cells.append(f"{d['precision']:+.3f} / {d['recall']:+.3f} / {d['f1']:+.3f}")
+            lines += ["", "Per-class recall and F1 differences, mean over seeds [95% interval]; * survives Holm's "
+                          "correction over the classes of its column:", "",
+                      "| class | " + " | ".join(f"{n} recall | {n} F1" for n in names) + " |",
+                      "|---" * (2 * len(names) + 1) + "|"]
+            for cls in next(iter(c["differences"].values()))["per_class"]:
+                cells = [_ci(c["differences"][n]["per_class"][cls][m], star=True) for n in names for m in ("recall", "f1")]
                 lines.append(f"| {cls} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["Intervals: 95% paired t-intervals over seeds (a seed's variants share their initialisation and "
-              "data-order seeds). baseline_matched trains on the real images only, for as many optimizer steps as "
-              "augmented: augmented - baseline_matched is the gain from the dreamed images themselves, "
-              "augmented - baseline also includes the extra steps."]
+    first = next((d for c in cmp.values() for d in c["differences"].values()), None)
+    if first:
+        k = len(first["per_class"])
+        lines += [f"Intervals: 95%, over the seeds and the {first['test_images']:,} test images: {first['method']} "
+                  f"(a seed's variants share their initialisation and data order; every variant is scored on the same "
+                  f"images, so seeds that agree still leave the test set's width). The per-class intervals are 95% "
+                  f"each: among "
+                  f"{k} classes x {len(cmp) * len(DIFFERENCES)} comparisons some exclude 0 by chance; * marks those "
+                  f"that survive Holm's step-down correction (family-wise 5%, over the {k} classes of a column).",
+                  "", "baseline_matched trains on the real images only, for as many optimizer steps as augmented: "
+                  "augmented - baseline_matched is the gain from the dreamed images themselves, augmented - baseline "
+                  "also includes the extra steps."]
     return "\n".join(lines) + "\n"
+
+
+def per_class_figure(cmp: dict, path: Path) -> None:
+    """Heatmap of per-class recall differences: classes x (architecture, comparison); * survives Holm."""
+    plt = pyplot()
+    columns = [(arch, name) for arch, c in cmp.items() for name in c["differences"]]
+    classes = list(next(iter(next(iter(cmp.values()))["differences"].values()))["per_class"])
+    values = np.array([[cmp[a]["differences"][n]["per_class"][cls]["recall"]["mean"] for a, n in columns]
+                       for cls in classes])
+    limit = max(0.05, float(np.abs(values).max()))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(columns), 1.2 + 0.45 * len(classes)))
+    im = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    fig.colorbar(im, ax=ax, label="recall difference")
+    for i, cls in enumerate(classes):
+        for j, (a, n) in enumerate(columns):
+            d = cmp[a]["differences"][n]["per_class"][cls]["recall"]
+            ax.text(j, i, f"{d['mean']:+.3f}{'*' if d.get('holm') else ''}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(d["mean"]) > 0.6 * limit else "black")
+    ax.set_xticks(range(len(columns)), [f"{a}\n{n.replace('augmented_minus_', 'aug - ')}" for a, n in columns],
+                  fontsize=8)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_title("Per-class recall: augmented minus control (* survives Holm)")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def val_accuracy_frames(histories: dict[str, list[list[dict]]]) -> dict[str, pd.DataFrame]:

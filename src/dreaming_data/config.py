@@ -155,6 +155,13 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class NoveltyConfig:
+    percentile: float  # a dream nearer a training image than this percentile of held-out images is a near copy
+    per_class: int | None  # dreams of each class the novelty stage measures (null: all)
+    pairs: int  # the most copied dreams shown beside their nearest training images
+
+
+@dataclass(frozen=True)
 class AblationConfig:
     schedules: tuple[Schedule, ...]
     samplers: tuple[SamplerName, ...]
@@ -176,6 +183,7 @@ class Params:
     merge: MergeConfig
     classifier: ClassifierConfig
     eval: EvalConfig
+    novelty: NoveltyConfig
     ablation: AblationConfig
 
 
@@ -343,12 +351,13 @@ RANGES = {
     "classifier.*.momentum": "[0, 1)", "classifier.*.warmup_fraction": "(0, 1)", "classifier.*.weight_decay": "[0, 1]",
     "classifier.*.label_smoothing": "[0, 1)", "classifier.*.dropout": "[0, 1)", "classifier.*.crop_padding": "[0, 512]",
     "eval.reference_features": "[0, 10000000]", "eval.batch_size": "[1, 65536]",
+    "novelty.percentile": "(0, 50]", "novelty.per_class": "[1, 10000000]", "novelty.pairs": "[1, 100]",
     "ablation.per_class": "[1, 1000000]", "ablation.cas_steps": "[1, 10000000]",
 }
 SEEDS = ("data.seed", "ddpm.seed", "sample.seed", "generate.seed", "classifier.seeds", "eval.seed", "ablation.seed")
 UNIQUE = ("ddpm.schedules", "sample.steps", "classifier.archs", "classifier.seeds", "ablation.schedules",
           "ablation.samplers", "ablation.steps")
-NULLABLE = ("data.train_per_class",)
+NULLABLE = ("data.train_per_class", "novelty.per_class")
 IMAGE_SET_BYTES = 2 ** 36  # 64 GiB: the most one image set (dreams of one stage, all classes) may take in memory
 
 

@@ -195,8 +195,9 @@ def weights_id(weights: str | Path | None) -> str:
 
 @dataclass(frozen=True)
 class Reference:
-    """Inception statistics of a real image set: mean and covariance of all of them (FID), and the features of a
-    seeded subset (KID, precision/recall)."""
+    """Inception statistics of a real image set: mean and covariance of all of them (FID), the features of a seeded
+    subset (KID, precision/recall), and, for the novelty measure, the features of every image the DDPMs trained on
+    and of the held-out validation images (float16)."""
 
     split: str  # train | test | a file name
     weights: str  # the Inception weights file that made the features
@@ -204,24 +205,35 @@ class Reference:
     mu: np.ndarray  # [2048] float64
     sigma: np.ndarray  # [2048, 2048] float64
     features: np.ndarray  # [M, 2048] float32
+    train_features: np.ndarray | None = None  # [N_train, 2048] float16: the DDPMs' training images
+    heldout_features: np.ndarray | None = None  # [N_val, 2048] float16: real images the DDPMs never saw
+
+    @classmethod
+    def from_features(cls, feats: np.ndarray, split: str, weights, keep: int, seed: int, **novelty) -> Reference:
+        if len(feats) < 2:
+            raise UserError(f"the {split} reference needs at least 2 images, got {len(feats)}")
+        kept = np.sort(np.random.default_rng(seed).permutation(len(feats))[:keep]) if 0 < keep < len(feats) else \
+            np.arange(len(feats))
+        return cls(split, weights_id(weights), len(feats), feats.mean(0), np.cov(feats, rowvar=False),
+                   feats[kept].astype(np.float32), **novelty)
 
     @classmethod
     def of(cls, x: np.ndarray, split: str, weights, device, batch_size: int, keep: int, seed: int) -> Reference:
         if len(x) < 2:
             raise UserError(f"the {split} reference needs at least 2 images, got {len(x)}")
         feats = inception_features(x, weights, device, batch_size, desc=f"Inception, real {split}")
-        kept = np.sort(np.random.default_rng(seed).permutation(len(x))[:keep]) if 0 < keep < len(x) else np.arange(len(x))
-        return cls(split, weights_id(weights), len(x), feats.mean(0), np.cov(feats, rowvar=False),
-                   feats[kept].astype(np.float32))
+        return cls.from_features(feats, split, weights, keep, seed)
 
     def save(self, path: Path) -> None:
         from dreaming_data.io import atomic_path
 
+        novelty = {k: getattr(self, k).astype(np.float16) for k in ("train_features", "heldout_features")
+                   if getattr(self, k) is not None}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, format=np.array(REFERENCE_FORMAT), split=np.array(self.split),
                          weights=np.array(self.weights), count=np.array(self.count),
-                         mu=self.mu, sigma=self.sigma, features=self.features)
+                         mu=self.mu, sigma=self.sigma, features=self.features, **novelty)
 
     @classmethod
     def load(cls, path: Path, made_by: str) -> Reference:
@@ -231,7 +243,9 @@ class Reference:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != REFERENCE_FORMAT:
                     raise ValueError
-                return cls(str(z["split"]), str(z["weights"]), int(z["count"]), z["mu"], z["sigma"], z["features"])
+                novelty = {k: z[k] for k in ("train_features", "heldout_features") if k in z.files}
+                return cls(str(z["split"]), str(z["weights"]), int(z["count"]), z["mu"], z["sigma"], z["features"],
+                           **novelty)
         except FileNotFoundError:
             raise missing(path) from None
         except Exception:
@@ -256,9 +270,12 @@ class Scorer:
 
     def score(self, x: np.ndarray) -> dict:
         """FID, KID and precision/recall of ``x``; with several processes all extract features and rank 0 scores."""
+        return self.score_features(self.features(x))
+
+    def score_features(self, feats: np.ndarray) -> dict:
+        """``score`` of images whose features are ``feats`` (the same on every rank)."""
         from dreaming_data import distributed as dd
 
-        feats = self.features(x)
         return dd.broadcast(self._score(feats) if dd.is_main() else None)
 
     def _score(self, feats: np.ndarray) -> dict:

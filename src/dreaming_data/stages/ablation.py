@@ -8,7 +8,7 @@ from dreaming_data import paths
 from dreaming_data.stages import Part, Stage
 
 COLUMNS = ("schedule", "sampler", "steps", "network_evaluations", "fid", "kid", "precision", "recall", "cas",
-           "recognisability")
+           "recognisability", "near_copies", "near_copies_pixel")
 
 
 def cells(p) -> list[tuple[str, str, int]]:
@@ -51,23 +51,29 @@ class Judge:
                                images.classes)
 
 
-def score_cell(p, schedule: str, sampler: str, steps: int, scorer, judge: Judge) -> dict:
+def score_cell(p, schedule: str, sampler: str, steps: int, scorer, judge: Judge, train_x) -> dict:
     from dreaming_data.io import check_same_kind, load_images
+    from dreaming_data.novelty import share_of_near_copies
 
     cell = paths.ablation_cell(schedule, sampler, steps)
     fake = load_images(paths.ABLATION / f"{cell}.npz")
     check_same_kind(judge.test, fake)
-    q = scorer.score(fake.x)
+    feats = scorer.features(fake.x)
+    q = scorer.score_features(feats)
+    copies = share_of_near_copies(feats, fake.x, scorer.reference, train_x, judge.val.x, p.novelty.percentile,
+                                  p.ddpm.hflip, judge.device)
     recog = judge.recognisability(fake)
     cas = judge.cas(fake, f"CAS {cell}")
     print(f"ablation {cell}: FID {q['fid']:.2f}, KID {q['kid']:.4f}, precision {q['precision']:.3f}, "
-          f"recall {q['recall']:.3f}, CAS {cas:.4f}, recognisability {recog['overall']:.4f}")
+          f"recall {q['recall']:.3f}, CAS {cas:.4f}, recognisability {recog['overall']:.4f}, near copies "
+          f"{copies['inception']:.1%} (Inception) / {copies['pixel']:.1%} (pixels)")
     return {"schedule": schedule, "sampler": sampler, "steps": steps,
             "network_evaluations": steps * (2 if p.diffusion.guidance > 0 else 1),
             "fid": round(q["fid"], 3), "kid": round(q["kid"], 6), "kid_std": round(q["kid_std"], 6),
             "precision": round(q["precision"], 5), "recall": round(q["recall"], 5),
             "images": q["images"], "cas": round(cas, 5), "recognisability": recog["overall"],
-            "recognisability_per_class": recog["per_class"]}
+            "recognisability_per_class": recog["per_class"], "near_copies": copies["inception"],
+            "near_copies_pixel": copies["pixel"]}
 
 
 def run(p) -> dict:
@@ -80,7 +86,8 @@ def run(p) -> dict:
     a = p.ablation
     device = resolve_device(p.runtime)
     reference = Reference.load(paths.REFERENCE, "fid_reference")
-    if reference.split != p.eval.fid_reference or reference.weights != weights_id(p.eval.fid_weights):
+    if reference.split != p.eval.fid_reference or reference.weights != weights_id(p.eval.fid_weights) or \
+            reference.train_features is None:
         raise UserError(f"{paths.REFERENCE}: not the statistics that eval.fid_reference ({p.eval.fid_reference}) and "
                         f"eval.fid_weights ask for (run `dvc repro fid_reference`)")
     scorer = Scorer(reference, p.eval.fid_weights, device, p.eval.batch_size, p.eval.seed)
@@ -95,7 +102,7 @@ def run(p) -> dict:
               "fid_note": "FID with few images is biased upward; compare only cells of equal sample counts (KID is "
                           "unbiased)",
               "cas_real": round(cas_real, 5), "cas_real_images": len(real_sub),
-              "cells": {paths.ablation_cell(*c): score_cell(p, *c, scorer, judge) for c in cells(p)}}
+              "cells": {paths.ablation_cell(*c): score_cell(p, *c, scorer, judge, real_train.x) for c in cells(p)}}
     if dd.is_main():
         write_json(paths.METRICS / "ablation.json", result)
         write_outputs(p, result, cas_real)
@@ -114,18 +121,21 @@ def write_outputs(p, result: dict, cas_real: float) -> None:
     figure(frame, paths.PLOTS / "ablation" / "ablation.png")
     a, ref, judge = p.ablation, result["reference"], p.classifier.judge
     guided = 2 if p.diffusion.guidance > 0 else 1
-    table = ["| schedule | sampler | steps | FID | KID x 1000 | precision | recall | CAS | recognisability |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = ["| schedule | sampler | steps | FID | KID x 1000 | precision | recall | CAS | recognisability | "
+             "near copies |", "|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['schedule']} | {r['sampler']} | {r['steps']} | {r['fid']:.2f} | {1000 * r['kid']:.2f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['cas']:.4f} | {r['recognisability']:.4f} |"
-              for r in rows]
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {r['cas']:.4f} | {r['recognisability']:.4f} | "
+              f"{r['near_copies']:.1%} / {r['near_copies_pixel']:.1%} |" for r in rows]
     text = (f"# Sample quality per schedule, sampler and sampling steps\n\n"
             f"{a.per_class} images per class per cell. FID against the statistics of {ref['images']} real "
             f"{ref['split']}-split images; KID (unbiased) and precision/recall (k = 3) against the Inception "
             f"features of {ref['features_for_kid_and_pr']} of them. CAS: {judge} trained on synthetic images "
             f"only, {a.cas_steps} optimizer steps; the same recipe on {result['cas_real_images']} real training images "
             f"scores {cas_real:.4f}. Recognisability: {judge} baseline classifier (seed "
-            f"{p.classifier.seeds[0]}) on the synthetic images. Cost: {guided} network evaluation(s) per step; "
+            f"{p.classifier.seeds[0]}) on the synthetic images. Near copies (Inception / pixels): the share of a cell's "
+            f"images nearer their nearest training image than the {p.novelty.percentile:g}th percentile of held-out "
+            f"real images' nearest distances (about {p.novelty.percentile:g}% for new images; `novelty.py`). Cost: "
+            f"{guided} network evaluation(s) per step; "
             f"measured speed per cell in metrics/ablation/sampling-<cell>.json (`dvc metrics show`).\n\n"
             + "\n".join(table) + "\n")
     write_text(paths.REPORTS / "ablation.md", text)

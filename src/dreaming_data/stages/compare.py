@@ -23,6 +23,33 @@ def history_csv(arch: str, variant: str, seed: int):
     return paths.PLOTS / "classifier" / f"{paths.classifier_name(arch, variant, seed)}.csv"
 
 
+def predictions_csv(arch: str, variant: str, seed: int):
+    """The evaluation's confusion rows: one row per test image, in the test split's order (actual, predicted)."""
+    return paths.PLOTS / "confusion" / f"{paths.classifier_name(arch, variant, seed)}.csv"
+
+
+def read_predictions(csv, classes: list[str]):
+    """(labels, predictions) of the test images as class indices."""
+    import csv as csv_module
+
+    import numpy as np
+
+    from dreaming_data.errors import UserError
+    from dreaming_data.io import missing
+
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        with open(csv, newline="", encoding="utf-8") as f:
+            rows = list(csv_module.DictReader(f))
+        return (np.array([index[r["actual"]] for r in rows], dtype=np.int64),
+                np.array([index[r["predicted"]] for r in rows], dtype=np.int64))
+    except FileNotFoundError:
+        raise missing(csv) from None
+    except (KeyError, UnicodeDecodeError, csv_module.Error):
+        raise UserError(f"{csv}: not the test predictions of classes {classes} (run `dvc repro {paths.made_by(csv)}`)")\
+            from None
+
+
 def read_history(csv) -> list[dict]:
     import pandas as pd
 
@@ -39,19 +66,28 @@ def read_history(csv) -> list[dict]:
 
 
 def run(p) -> dict:
-    from dreaming_data.comparison import (compare_runs, comparison_markdown, summary, val_accuracy_figure,
-                                          val_accuracy_frames)
+    from dreaming_data.comparison import (compare_runs, comparison_markdown, per_class_figure, summary,
+                                          val_accuracy_figure, val_accuracy_frames)
     from dreaming_data.errors import UserError
     from dreaming_data.io import read_json, write_csv, write_json, write_text
 
     results: dict = {}
+    predictions: dict = {}
     histories: dict = {}
     steps: dict = {}
+    labels = None
     for arch, variant, seed in runs(p):
         metrics_path = eval_json(arch, variant, seed)
         results.setdefault(arch, {}).setdefault(variant, {})[seed] = metrics = read_json(metrics_path)
         if not isinstance(metrics, dict) or not {"accuracy", "macro_f1", "per_class"} <= set(metrics):
             raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+        classes = list(metrics["per_class"])
+        y, pred = read_predictions(predictions_csv(arch, variant, seed), classes)
+        if labels is not None and (len(y) != len(labels) or (y != labels).any()):
+            raise UserError(f"{predictions_csv(arch, variant, seed)}: another test split than the other runs' "
+                            f"(run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+        labels = y
+        predictions.setdefault(arch, {}).setdefault(variant, {})[seed] = pred
         history = read_history(history_csv(arch, variant, seed))
         histories.setdefault(arch, {}).setdefault(variant, []).append(history)
         steps.setdefault(arch, {})[variant] = int(history[-1]["steps"])
@@ -59,10 +95,11 @@ def run(p) -> dict:
     for arch, by_variant in frames.items():
         for variant, frame in by_variant.items():
             write_csv(frame, paths.PLOTS / "compare" / f"{arch}-{variant}.csv")
-    cmp = compare_runs(results)
+    cmp = compare_runs(results, predictions, labels, classes)
     write_json(paths.METRICS / "comparison.json", cmp)
     write_json(paths.METRICS / "summary.json", summary(cmp))
     val_accuracy_figure(frames, paths.PLOTS / "compare" / "val_accuracy.png")
+    per_class_figure(cmp, paths.PLOTS / "compare" / "per_class.png")
     text = comparison_markdown(cmp, f"{p.data.source}: {p.data.train_per_class or 'all'} real images per class", steps)
     write_text(REPORT, text)
     print(text)
@@ -71,12 +108,12 @@ def run(p) -> dict:
 
 def small(p) -> list:
     return [paths.METRICS / "comparison.json", paths.METRICS / "summary.json", REPORT,
-            paths.PLOTS / "compare" / "val_accuracy.png"] + [
+            paths.PLOTS / "compare" / "val_accuracy.png", paths.PLOTS / "compare" / "per_class.png"] + [
         paths.PLOTS / "compare" / f"{a}-{v}.csv" for a in p.classifier.archs for v in VARIANTS]
 
 
 STAGE = Stage("compare", run,
-              inputs=lambda p: [f(*r) for r in runs(p) for f in (eval_json, history_csv)],
+              inputs=lambda p: [f(*r) for r in runs(p) for f in (eval_json, history_csv, predictions_csv)],
               small=small,
               priority=lambda p: (4,))
 

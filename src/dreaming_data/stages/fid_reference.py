@@ -8,30 +8,43 @@ from dreaming_data.stages import Part, Stage
 
 
 def run(p) -> None:
+    """Inception features of the training split (the DDPMs' training images and the validation carve-out) and, with
+    ``eval.fid_reference: test``, of the test split; the statistics of the reference split and, for the novelty
+    measure, the training and held-out features."""
     import numpy as np
 
     from dreaming_data import distributed as dd
     from dreaming_data.io import load_images
-    from dreaming_data.quality import Reference
+    from dreaming_data.quality import Reference, inception_features
     from dreaming_data.runtime import resolve_device
 
     e = p.eval
+    device = resolve_device(p.runtime)
+    train, val = load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x
+    feats = inception_features(np.concatenate([train, val]), e.fid_weights, device, e.batch_size,
+                               desc="Inception, real train split")
+    novelty = {"train_features": feats[:len(train)], "heldout_features": feats[len(train):]}
     if e.fid_reference == "train":  # every real training-split image the pipeline holds: kept ones and val
-        real = np.concatenate([load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x])
+        ref = Reference.from_features(feats, "train", e.fid_weights, e.reference_features, e.seed, **novelty)
     else:
-        real = load_images(paths.prepared("test")).x
-    ref = Reference.of(real, e.fid_reference, e.fid_weights, resolve_device(p.runtime), e.batch_size,
-                       e.reference_features, e.seed)
+        test = inception_features(load_images(paths.prepared("test")).x, e.fid_weights, device, e.batch_size,
+                                  desc="Inception, real test split")
+        ref = Reference.from_features(test, "test", e.fid_weights, e.reference_features, e.seed, **novelty)
     if dd.is_main():
         ref.save(paths.REFERENCE)
     print(f"fid_reference: {e.fid_reference} split, statistics of {ref.count} images, features of "
-          f"{len(ref.features)} kept for KID and precision/recall ({np.prod(ref.sigma.shape)} covariance entries)")
+          f"{len(ref.features)} kept for KID and precision/recall ({np.prod(ref.sigma.shape)} covariance entries); "
+          f"{len(train)} training and {len(val)} held-out images' features for the novelty measure")
+
+
+def work(p, s) -> list[Part]:
+    return [Part("inception", "", s.train + s.val + (s.test if p.eval.fid_reference == "test" else 0))]
 
 
 STAGE = Stage("fid_reference", run,
               inputs=lambda p: [paths.train_set("baseline"), paths.prepared("val"), paths.prepared("test")],
               outputs=lambda p: [paths.REFERENCE],
-              work=lambda p, s: [Part("inception", "", s.train + s.val if p.eval.fid_reference == "train" else s.test)],
+              work=work,
               priority=lambda p: (6, 0),
               distributed=True)
 

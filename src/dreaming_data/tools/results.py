@@ -440,12 +440,58 @@ def _comparison_table(folder: Path, cmp: dict) -> list[str]:
 
 
 def _ablation_table(abl: dict) -> list[str]:
-    lines = ["| schedule | sampler | steps | FID | KID | precision | recall | CAS | recognisability |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    copies = all("near_copies" in c for c in abl["cells"].values())
+    lines = ["| schedule | sampler | steps | FID | KID | precision | recall | CAS | recognisability |"
+             + (" near copies (Inception / pixels) |" if copies else ""), "|---" * (9 + copies) + "|"]
     for c in abl["cells"].values():
         lines.append(f"| {c['schedule']} | {c['sampler']} | {c['steps']} | {c['fid']:.2f} | {c['kid']:.4f} | "
-                     f"{c['precision']:.3f} | {c['recall']:.3f} | {c['cas']:.3f} | {c['recognisability']:.3f} |")
+                     f"{c['precision']:.3f} | {c['recall']:.3f} | {c['cas']:.3f} | {c['recognisability']:.3f} |"
+                     + (f" {100 * c['near_copies']:.1f}% / {100 * c['near_copies_pixel']:.1f}% |" if copies else ""))
     return lines
+
+
+def _per_class(folder: Path, cmp: dict) -> list[str]:
+    """Per architecture, each class's recall difference with its interval; * survives Holm's correction."""
+    if not all("method" in d for c in cmp.values() for d in c["differences"].values()):
+        return []  # a run from before the per-class intervals
+    out = ["", f"Per-class recall, augmented minus each control, mean over seeds [95% interval] "
+               f"(`{folder.as_posix()}/reports/comparison.md` has F1 too; * survives Holm's correction over the "
+               f"classes; `plots/compare/per_class.png`):", ""]
+    names = ("augmented_minus_baseline", "augmented_minus_matched")
+    archs = list(cmp)
+    out += ["| class | " + " | ".join(f"{a}: − baseline | {a}: − matched" for a in archs) + " |",
+            "|---" * (1 + 2 * len(archs)) + "|"]
+    for cls in next(iter(cmp[archs[0]]["differences"].values()))["per_class"]:
+        cells = []
+        for a in archs:
+            for n in names:
+                d = cmp[a]["differences"][n]["per_class"][cls]["recall"]
+                cells.append(_gain(d) + ("*" if d.get("holm") else ""))
+        out.append(f"| `{cls}` | " + " | ".join(cells) + " |")
+    survived = sum(cmp[a]["differences"][n]["per_class"][c]["recall"].get("holm", False) for a in archs for n in names
+                   for c in cmp[a]["differences"][n]["per_class"])
+    out += ["", f"{survived} of the per-class recall differences survive Holm's correction."]
+    return out
+
+
+def _novelty(folder: Path) -> list[str]:
+    nov = _optional(folder, "metrics/novelty.json")
+    if nov is None:
+        return []
+    i, px = nov["views"]["inception"], nov["views"]["pixel"]
+    out = ["", f"Novelty of the dreams (`{folder.as_posix()}/metrics/novelty.json`, `plots/novelty/`): of "
+               f"{nov['dreams']:,} dreams, {100 * i['near_copies']:.1f}% (Inception features) and "
+               f"{100 * px['near_copies']:.1f}% (pixels) are nearer their nearest training image than the "
+               f"{nov['percentile']:g}th percentile of {nov['heldout']:,} held-out real images' nearest distances "
+               f"(those images: {100 * i['near_copies_heldout']:.1f}% and {100 * px['near_copies_heldout']:.1f}%). "
+               f"Median distance to the nearest training image: dreams {i['median_distance']:.3f} / held-out "
+               f"{i['median_distance_heldout']:.3f} (Inception, 1 − cosine), {px['median_distance']:.3f} / "
+               f"{px['median_distance_heldout']:.3f} (pixels, RMS).", "",
+           "| view | " + " | ".join(f"`{c}`" for c in i["per_class"]) + " |", "|---" * (1 + len(i["per_class"])) + "|"]
+    for view, v in (("Inception", i), ("pixels", px)):
+        out.append(f"| {view} | " + " | ".join("—" if x is None else f"{100 * x:.1f}%" for x in v["per_class"].values())
+                   + " |")
+    return out
 
 
 def _report_paragraph(params: dict, cmp: dict, differences: dict) -> str:
@@ -520,8 +566,10 @@ def _runs_table(folder: Path) -> list[str]:
 
 
 def _comparison(folder: Path, cmp: dict) -> list[str]:
-    out = ["", "Test accuracy, mean ± std over seeds; gains paired by seed with 95% t-intervals "
-               f"(`{folder.as_posix()}/reports/comparison.md`):", ""]
+    first = next(d for c in cmp.values() for d in c["differences"].values())
+    how = ("gains paired by seed and by test image, with 95% intervals over both (the seeds and the finite test set)"
+           if "method" in first else "gains paired by seed with 95% t-intervals over the seeds alone")
+    out = ["", f"Test accuracy, mean ± std over seeds; {how} (`{folder.as_posix()}/reports/comparison.md`):", ""]
     out += _comparison_table(folder, cmp)
     out.append("")
     out += [f"- {c['differences'][k]['verdict']}" for c in cmp.values()
@@ -545,7 +593,8 @@ def _render_folder(folder: Path) -> str:
         raise UserError(f"{folder}: metrics/{'comparison' if cmp is None else 'ablation'}.json: not found, and the "
                         f"folder is not marked partial (environment.json)")
     out = _header(folder, env, params, timing)
-    out += _comparison(folder, cmp) if cmp else _runs_table(folder)
+    out += _comparison(folder, cmp) + _per_class(folder, cmp) if cmp else _runs_table(folder)
+    out += _novelty(folder)
     if abl:
         out += _ablation(folder, abl)
     grids = sorted((folder / "plots" / "samples").glob("*.png"))
