@@ -92,3 +92,29 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
     (tmp_path / "g.yaml").write_text(text)
     with pytest.raises(UserError, match=message):
         load_grid(tmp_path / "g.yaml", default_params())
+
+
+def test_progress_is_read_from_dvcs_json(tmp_path):
+    """Queued, running (with its live DVCLive step), done and failed experiments of the grid, from `dvc exp show
+    --json`; a failed one's log gives its one-line error; an experiment of another grid does not count."""
+    from dreaming_data.tools.curve import last_line, progress, progress_line
+
+    grid = Grid("compare", {"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}, None)
+    log = tmp_path / "bad.out"
+    log.write_text("Running stage 'download':\nerror: data.train_per_class: 40 but class '3' has only 30\n"
+                   "ERROR: failed to reproduce 'download': failed to run: python -m dreaming_data.stages.download\n")
+    running = _exp("run", "2026-01-01T00:00:02", 10, 5, 0.0, "running")
+    running["revs"][0]["data"]["metrics"] = {"dvclive/train_ddpm-linear/metrics.json": {"data": {"step": 120,
+                                                                                                   "loss": 0.0812}}}
+    failed = _exp("bad", "2026-01-01T00:00:03", 40, 0, 0.0, "failed")
+    failed["executor"]["local"] = {"log": str(log)}
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+        _exp("done", "2026-01-01T00:00:01", 10, 0, 0.01), running, failed,
+        _exp("wait", "2026-01-01T00:00:04", 40, 5, 0.0, "queued"), _exp("other", "2026-01-01T00:00:05", 20, 0, 0.0)]}]
+    by_state = progress(show, grid)
+    assert {k: [e["name"] for e in v] for k, v in by_state.items()} == {
+        "queued": ["wait"], "running": ["run"], "success": ["done"], "failed": ["bad"]}
+    assert progress_line(by_state) == ("curve: 1 queued, 1 running (run: train_ddpm-linear step 120, loss 0.0812), "
+                                       "1 done, 1 failed")
+    assert last_line(str(log)) == "error: data.train_per_class: 40 but class '3' has only 30"
+    assert [r["experiment"] for r in curve_rows(show, grid)] == ["done"]  # only finished ones are reported

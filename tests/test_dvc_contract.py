@@ -47,6 +47,22 @@ def test_dvc_yaml_lists_the_code_each_stage_executes():
     assert deps.derived(text, ROOT) == text, "run `dreaming-data deps`"
 
 
+def test_the_deps_command_checks_and_writes(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreaming_data.cli import app
+
+    monkeypatch.chdir(ROOT)
+    assert CliRunner().invoke(app, ["deps", "--check"]).exit_code == 0
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    text = (ROOT / "dvc.yaml").read_text()
+    (tmp_path / "dvc.yaml").write_text(text.replace("      - src/dreaming_data/unet.py\n", "", 1))  # one dep lost
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["deps", "--check"])
+    assert r.exit_code == 1 and "differ from the stages' imports" in r.output
+    assert CliRunner().invoke(app, ["deps"]).exit_code == 0 and (tmp_path / "dvc.yaml").read_text() == text
+
+
 def test_closure_follows_every_import_and_nothing_else(tmp_path):
     from dreaming_data.tools.deps import closure
 
@@ -232,8 +248,9 @@ def test_stage_modules_declare_what_dvc_yaml_says(dvc_stages):
     problems = []
     for label, i in ours.items():
         deps, cached, small = dvc_stages[label]
+        live = {f"{i.live}/metrics.json", f"{i.live}/plots"} if i.live else set()  # DVCLive's, written as it runs
         for what, declared, listed in (("inputs", i.inputs, deps), ("outputs", i.outputs, cached),
-                                       ("small", i.small, small)):
+                                       ("small", set(i.small) | live, small)):
             extra, unused = covered_by(set(declared), listed)
             problems += [f"{label}: {what} declares {f}, not in dvc.yaml" for f in extra]
             problems += [f"{label}: dvc.yaml lists {d}, not in its {what}" for d in unused]

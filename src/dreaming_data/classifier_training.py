@@ -145,10 +145,17 @@ class ClassifierTrainer(Trainer):
         shown, self.shown = self.shown, None
         return shown
 
+    def live(self, step: int, steps_per_s: float, due: bool) -> dict:
+        if step % self.steps_per_epoch and step != self.total:
+            return {}
+        h = self.history[-1]
+        return {"train_loss": h["train_loss"], "train_acc": h["train_acc"], "val_acc": h["val_acc"],
+                "lr": self.opt.param_groups[0]["lr"]}
+
 
 def train_classifier(arch: str, cfg: Recipe, runtime: RuntimeConfig, train_set: ImageSet, val: ImageSet, seed: int,
                      steps: int, resume: ResumeDir | None = None, label: str = "classifier",
-                     on_step=None) -> TrainedClassifier:
+                     on_step=None, live_stage: str | None = None) -> TrainedClassifier:
     """Train ``arch`` on ``train_set`` for ``steps`` optimizer steps (``training_steps`` for the recipe's epochs);
     validation accuracy after each epoch (None without ``val``).
 
@@ -165,7 +172,7 @@ def train_classifier(arch: str, cfg: Recipe, runtime: RuntimeConfig, train_set: 
     device = resolve_device(runtime)
     setup_backends(device)
     t = ClassifierTrainer(arch, cfg, runtime, train_set, val, seed, steps, label, device)
-    stats = train(t, resume, device, runtime, t.gen, save_each_epoch=True, on_step=on_step)
+    stats = train(t, resume, device, runtime, t.gen, save_each_epoch=True, on_step=on_step, live_stage=live_stage)
     speed = t.seen / stats.wall_s if t.seen and stats.wall_s > 0 else None
     return TrainedClassifier(t.model, t.normalizer, train_set.classes, t.history, speed, stats.wall_s)
 
@@ -239,7 +246,8 @@ def train_and_save(p: Params, arch: str, variant: str, seed: int, stage: str, tr
     val = load_images(paths.prepared("val"))
     recipe = p.classifier.recipe(arch)
     resume = ResumeDir(paths.resume_dir(stage), training_identity(arch, recipe, train_set, val, seed, steps), stage)
-    trained = train_classifier(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}")
+    trained = train_classifier(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}",
+                               live_stage=stage)
     if dd.is_main():
         save_classifier(paths.classifier_model(name), trained.model, trained.normalizer, trained.classes, arch, recipe,
                         train_set.x.shape[1:])

@@ -232,6 +232,47 @@ def fid(
           f"recall {q['recall']:.3f}  ({len(fake)} images of {images} against {ref.count} of {source})")
 
 
+def _exp_show() -> list:
+    """``dvc exp show --json``, parsed (a one-line error when DVC cannot answer)."""
+    import json
+    import subprocess
+
+    show = subprocess.run([*DVC, "exp", "show", "--json"], capture_output=True, text=True)
+    if show.returncode != 0:
+        fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
+    return json.loads(show.stdout)
+
+
+def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
+    """Wait until none of the grid's experiments is queued or running, from `dvc exp show --json`: a line whenever
+    the counts change, a running one's live step, each failed one by name with its log's last line; the queue's
+    workers are started again when they stopped with experiments left. Returns the failed experiments."""
+    import subprocess
+    import time
+
+    from dreaming_data.tools.curve import last_line, progress, progress_line
+
+    said, reported, idle = "", set(), 0
+    while True:
+        by_state = progress(_exp_show(), g)
+        line = progress_line(by_state)
+        if line != said:
+            print(line, flush=True)
+            said = line
+        for exp in by_state["failed"]:
+            if exp["name"] not in reported:
+                print(f"curve: {exp['name']} failed: {last_line(exp['log'])}", file=sys.stderr, flush=True)
+                reported.add(exp["name"])
+        if not by_state["queued"] and not by_state["running"]:
+            return by_state["failed"]
+        idle = idle + 1 if not by_state["running"] else 0
+        if idle == 3:  # queued, nothing running for three polls: the workers stopped
+            print("curve: the queue's workers stopped with experiments left: starting them again", flush=True)
+            subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env)
+            idle = 0
+        time.sleep(poll_s)
+
+
 @app.command()
 def curve(
     grid: Annotated[Path, typer.Option(help="the committed grid file")] = Path("curve.yaml"),
@@ -239,13 +280,13 @@ def curve(
                                                           "write plots/curve.png and reports/curve.md")] = False,
     start: Annotated[bool, typer.Option(help="start DVC's queue workers after queueing")] = True,
     wait: Annotated[bool, typer.Option(help="wait until the queue is empty, then write the report")] = True,
-    jobs: Annotated[int, typer.Option(min=1, help="experiments run at once (`dvc queue start -j`)")] = 1,
+    jobs: Annotated[int, typer.Option(min=1, help="experiments run at once (`dvc queue start -j`); on a machine with "
+                                                  "several GPUs each takes a free one")] = 1,
 ) -> None:
     """The dreaming curve: one DVC experiment per grid point of curve.yaml (DVC's queue and sweep syntax), and a
     report of the gain against synthetic images per class, one line per real-data size, with 95% intervals."""
-    import json
+    import os
     import subprocess
-    import time
 
     from dreaming_data.config import read_yaml
     from dreaming_data.tools.curve import curve_rows, load_grid, queue_commands, write_curve
@@ -254,6 +295,7 @@ def curve(
         g = load_grid(grid, read_yaml("params.yaml"))
     except UserError as exc:
         fail(str(exc))
+    failed: list[dict] = []
     if not report:
         for args in queue_commands(g):
             print("$ dvc " + " ".join(args), flush=True)
@@ -262,36 +304,23 @@ def curve(
         if not start:
             print("queued; run `dvc queue start` to run them, then `dreaming-data curve --report`")
             return
-        import os
-
         env = dict(os.environ)  # DVC's queue workers run `dvc` from PATH: this environment's first
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         if subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env) != 0:
             fail("dvc queue start failed (its message is above)")
         if not wait:
-            print("running in DVC's queue (`dvc queue status`); then `dreaming-data curve --report`")
+            print("running in DVC's queue (`dvc exp show`); then `dreaming-data curve --report`")
             return
-        while True:  # the queue's own workers run the experiments; poll until none is queued or running
-            status = subprocess.run([*DVC, "queue", "status"], capture_output=True, text=True).stdout
-            active = [line for line in status.splitlines() if " Queued " in f" {line} " or " Running " in f" {line} "]
-            if not active:
-                break
-            if "Worker status: 0 active, 0 idle" in status and not any(" Running " in f" {a} " for a in active):
-                print("the queue's workers stopped with experiments left: starting them again", flush=True)
-                subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env)
-            time.sleep(5)
-        failed = [line for line in status.splitlines() if " Failed " in f" {line} "]
-        if failed:
-            print(f"{len(failed)} experiment(s) failed: `dvc queue logs <name>` shows why", file=sys.stderr)
-    show = subprocess.run([*DVC, "exp", "show", "--json"], capture_output=True, text=True)
-    if show.returncode != 0:
-        fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
+        failed = _follow_queue(g, jobs, env)
     try:
-        rows = curve_rows(json.loads(show.stdout), g)
+        rows = curve_rows(_exp_show(), g)
         write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
     except UserError as exc:
         fail(str(exc))
     print(Path("reports/curve.md").read_text())
+    if failed:
+        fail(f"{len(failed)} experiment(s) of the grid failed: {', '.join(e['name'] for e in failed)} (their log's "
+             f"last lines are above; `dvc queue logs NAME` has the rest)")
 
 
 @app.command()

@@ -32,6 +32,7 @@ class RuntimeConfig:
     nproc: int  # processes (GPUs) per node for the GPU stages; > 1 launches them with torchrun
     nnodes: int  # nodes; > 1 launches torchrun on every node of a SLURM allocation with srun
     rdzv_endpoint: str | None  # host:port where the nodes meet (nnodes > 1)
+    live_every: int  # training steps between DVCLive rows of the per-step metrics (0: no live metrics)
 
     @property
     def world_size(self) -> int:
@@ -336,6 +337,7 @@ def confident_candidates(kept: int, keep_fraction: float) -> int:
 # any study this pipeline runs (CIFAR-10 has 5,000 images per class) and is named in the message.
 RANGES = {
     "runtime.num_workers": "[0, 1024]", "runtime.nproc": "[1, 1024]", "runtime.nnodes": "[1, 4096]",
+    "runtime.live_every": "[0, 1000000]",
     "data.image_size": "[8, 512]", "data.val_size": "[1, 10000000]", "data.train_per_class": "[1, 10000000]",
     "diffusion.timesteps": "[2, 100000]", "diffusion.cosine_s": "(0, 1)", "diffusion.guidance": "[0, 100]",
     "diffusion.ddim_eta": "[0, 1]",

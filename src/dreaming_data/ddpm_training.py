@@ -150,15 +150,25 @@ class DDPMTrainer(Trainer):
         check_loss(loss, self.label, step, DIVERGED)
         return {"loss": f"{loss:.4f}", "img_s": f"{steps_per_s * self.batch:.0f}"}
 
+    def live(self, step: int, steps_per_s: float, due: bool) -> dict:
+        out = {}
+        if due:
+            out = {"loss": self.loss.item(), "lr": self.opt.param_groups[0]["lr"],
+                   "ema_decay": ema_decay_at(step - 1, self.p.ddpm.ema_decay), "images_per_s": steps_per_s * self.batch}
+        if step % self.steps_per_epoch == 0:
+            out["epoch_loss"] = self.epoch_losses[-1]
+        return out
+
 
 def train_ddpm(p: Params, schedule: str, train_set: ImageSet, resume: ResumeDir | None = None,
-               on_step=None) -> tuple[UNet, TrainResult]:
+               on_step=None, live_stage: str | None = None) -> tuple[UNet, TrainResult]:
     """Train the DDPM of ``schedule`` on ``train_set``; returns the EMA model and a summary.
 
     With ``resume`` (built on ``training_identity``), the run continues from the state an interrupted run of the
     same code, configuration and data left there, and saves its state every ``ddpm.checkpoint_minutes`` and when
     stopped by Ctrl-C or SIGTERM (at a step boundary, so a resumed run ends with exactly the weights of an
-    uninterrupted one). ``on_step(step)`` is called after each optimizer step.
+    uninterrupted one). ``on_step(step)`` is called after each optimizer step. With ``live_stage``, the loss, learning
+    rate, EMA decay and images/s go to DVCLive every ``runtime.live_every`` steps, the epoch's loss after each.
 
     Under torchrun (DDP) every rank draws the randomness of the whole batch of ``ddpm.batch_size`` images, as one
     process does, and computes the loss of its share; gradients are averaged over ranks, so the weights are those
@@ -167,7 +177,8 @@ def train_ddpm(p: Params, schedule: str, train_set: ImageSet, resume: ResumeDir 
     device = resolve_device(p.runtime)
     setup_backends(device)
     t = DDPMTrainer(p, schedule, train_set, device)
-    stats = train(t, resume, device, p.runtime, t.gen, save_minutes=p.ddpm.checkpoint_minutes, on_step=on_step)
+    stats = train(t, resume, device, p.runtime, t.gen, save_minutes=p.ddpm.checkpoint_minutes, on_step=on_step,
+                  live_stage=live_stage)
     return t.ema, TrainResult(
         final_loss=t.epoch_losses[-1] if t.epoch_losses else None,
         epoch_losses=list(t.epoch_losses),

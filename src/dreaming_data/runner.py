@@ -56,6 +56,22 @@ def one_line(exc: Exception, label: str) -> str:
     return str(exc)
 
 
+def pin_gpus(runtime) -> None:
+    """A torchrun stage on one node with runtime.device auto: its workers get ``runtime.nproc`` GPUs that no other
+    running stage holds (CUDA_VISIBLE_DEVICES of the workers; the locks last until this launcher exits)."""
+    if runtime.device != "auto" or runtime.nnodes > 1:
+        return
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        from dreaming_data import gpus
+        from dreaming_data.runtime import take_gpus
+
+        count = torch.cuda.device_count()
+        ids = gpus.visible_ids(count)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids[i] for i in take_gpus(runtime.nproc))
+
+
 def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
     """``kw`` must be one of the stage's matrix instances under these params (a stage of their dvc.yaml)."""
     instances = stage.matrix(params)
@@ -84,6 +100,7 @@ def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:
         label = stage.label(**kw)
         started = time.perf_counter()
         if stage.distributed and params.runtime.world_size > 1 and not worker:
+            pin_gpus(params.runtime)
             result = dd.launch(params.runtime, label, stage.command(params_path, kw))
         else:
             with dd.session(params.runtime), outputs():  # every output of the stage, or none

@@ -21,9 +21,26 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and dd.world_size() > 1:
-        device = torch.device("cuda", dd.local_rank())  # one GPU per process
+        device = torch.device("cuda", dd.local_rank())  # one GPU per process (the launcher took them: gpus.py)
+    elif device.type == "cuda" and cfg.device == "auto" and torch.cuda.device_count() > 1:
+        device = torch.device("cuda", take_gpus(1))
+        torch.cuda.set_device(device)
     _DEVICE[0] = describe(device)
     return device
+
+
+def take_gpus(n: int) -> int | list[int]:
+    """``n`` of this machine's GPUs that no other running stage holds (``gpus.take``), said once: the index of one,
+    or the indices of several."""
+    from dreaming_data import gpus
+
+    count = torch.cuda.device_count()
+    first = not gpus._HELD
+    taken = gpus.take(n, count)
+    if first:
+        print(f"gpu: this stage took GPU {', '.join(gpus.visible_ids(count)[i] for i in taken)} of {count} "
+              f"(runtime.device: auto; no other running stage holds it)", flush=True)
+    return taken[0] if n == 1 else taken
 
 
 def numerics(device: torch.device, cfg: RuntimeConfig) -> dict:

@@ -109,7 +109,8 @@ def chunk_name(c: int, start: int, n: int) -> str:
 
 
 def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size: int, chunk_size: int,
-             resume: ResumeDir, label: str = "generate") -> tuple[ImageSet | None, dict]:
+             resume: ResumeDir, label: str = "generate", live_stage: str | None = None,
+             live_every: int = 0) -> tuple[ImageSet | None, dict]:
     """Generate images 0 .. ``per_class`` - 1 of every class, saved a chunk at a time in ``resume``'s folder.
 
     A chunk is ``chunk_size`` consecutive images of one class; an interrupted run of the same identity keeps its
@@ -119,7 +120,11 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
 
     With several processes the chunks still to do are dealt out in turn; each rank writes its own chunk files, and
     rank 0 assembles them all once every rank is done. The bytes are the same for any number of processes.
+    With ``live_stage``, DVCLive records the images done and the rate after every chunk (rank 0's share), its step
+    the number of chunks done (a resumed run goes on from the chunks it found).
     """
+    from dreaming_data.live import LiveLog
+
     classes = sampler.ddpm.classes
     H, W, C = sampler.ddpm.image_shape
     resume.open()
@@ -138,6 +143,9 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
     if len(todo) < len(chunks):
         print(f"{label}: resuming, {len(chunks) - len(todo)} of {len(chunks)} chunks already done")
     total = sum(n for _, _, n in todo)
+    done_before = len(chunks) - len(todo)
+    images_before = sum(n for _, _, n in chunks) - total
+    live = LiveLog(live_stage, live_every if live_stage else 0, done_before)
     todo = todo[dd.rank()::dd.world_size()]
     y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, _, n in todo] or [torch.zeros(0, dtype=torch.int64)])
     index = torch.cat([torch.arange(start, start + n) for _, start, n in todo] or [torch.zeros(0, dtype=torch.int64)])
@@ -156,7 +164,13 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
                     with open(tmp, "wb") as f:
                         np.save(f, rows[:chunk[2]])
                 rows = rows[chunk[2]:]
+                if live.live is not None:
+                    saved = len(todo) - len(waiting)
+                    images = sum(n for _, _, n in todo[:saved])
+                    live.log(done_before + saved, {"images_done": images_before + images,
+                                                   "images_per_s": images / max(time.perf_counter() - t0, 1e-9)})
             pending = [rows]
+    live.close()
     dd.barrier()  # every rank's chunks are written
     wall = time.perf_counter() - t0
     timing = {"images": total, "wall_s": round(wall, 3),
@@ -180,16 +194,17 @@ def load_sampler(p: Params, schedule: str, sampler: str | None = None) -> Sample
 
 
 def generate_for_stage(p: Params, stage: str, schedule: str, per_class: int, steps: int, seed: int,
-                       sampler_name: str | None = None) -> tuple[ImageSet | None, dict, ResumeDir]:
+                       sampler_name: str | None = None, live: bool = False) -> tuple[ImageSet | None, dict, ResumeDir]:
     """Images 0 .. per_class - 1 of every class from the model of ``schedule``, resumable in the stage's checkpoint
-    folder: (images (None on ranks but 0), timing, the folder, for ``finish()`` once the outputs are written)."""
+    folder: (images (None on ranks but 0), timing, the folder, for ``finish()`` once the outputs are written). With
+    ``live``, its progress goes to DVCLive (``dvclive/<stage>``)."""
     model = paths.ddpm_model(schedule)
     sampler = load_sampler(p, schedule, sampler_name)
     identity = {"model": fingerprint_file(model), **sampler.identity(), "steps": steps,
                 "seed": seed}  # chunk files are named by their images: sizes may change on resume
     resume = ResumeDir(paths.resume_dir(stage), identity, stage)
     images, timing = generate(sampler, per_class, steps, seed, p.generate.batch_size, p.generate.chunk_size, resume,
-                              label=stage)
+                              label=stage, live_stage=stage if live else None, live_every=p.runtime.live_every)
     return images, timing, resume
 
 

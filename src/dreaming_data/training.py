@@ -54,6 +54,11 @@ class Trainer:
         """What the progress bar shows after ``step`` steps (rank 0), or None to leave it."""
         return None
 
+    def live(self, step: int, steps_per_s: float, due: bool) -> dict:
+        """What DVCLive records at ``step`` (rank 0): the per-step metrics when ``due`` (every ``runtime.live_every``
+        steps), the epoch's when the step ended one. Read-only: nothing here may change the training."""
+        return {}
+
 
 def check_loss(value: float, label: str, step: int, keys: str) -> None:
     """A loss that is no longer a finite number stops the run with one line (no model is written): the weights
@@ -71,12 +76,16 @@ class LoopStats:
 
 
 def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save_minutes: float | None = None,
-          save_each_epoch: bool = False, on_step: Callable[[int], None] | None = None) -> LoopStats:
+          save_each_epoch: bool = False, on_step: Callable[[int], None] | None = None,
+          live_stage: str | None = None) -> LoopStats:
     """Run ``trainer`` from step 0, or from the state an interrupted run of the same identity left in ``resume``, to
     ``trainer.total``. ``gen`` is the trainer's own generator (the same on every rank); the ranks' global generators
     (dropout) are saved too. Saves every ``save_minutes`` and after each epoch but the last when
     ``save_each_epoch``; on Ctrl-C or SIGTERM, at the next step boundary, then raises ``KeyboardInterrupt``.
-    ``on_step(step)`` is called after every step (tests stop a run with it)."""
+    ``on_step(step)`` is called after every step (tests stop a run with it). With ``live_stage``, DVCLive records
+    what ``trainer.live`` returns in ``dvclive/<live_stage>`` (``live.py``)."""
+    from dreaming_data.live import LiveLog
+
     from dreaming_data.runtime import numerics, progress_bar, restore_states, rng_states
 
     step = 0
@@ -88,6 +97,7 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
         trainer.load(ckpt)
         print(f"{trainer.label}: resuming from {resume.folder} at step {step}/{trainer.total}")
     resumed_from, total, per_epoch = step, trainer.total, trainer.steps_per_epoch
+    live = LiveLog(live_stage, runtime.live_every if live_stage else 0, resumed_from)
 
     def save() -> None:  # every rank calls it: the generators and the trainer's state may be gathered
         states, extra = rng_states(gen, device), trainer.state()
@@ -114,9 +124,12 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
                     last_save = time.monotonic()
             bar.update(1)
             if dd.is_main():
-                shown = trainer.postfix(step, (step - resumed_from) / max(time.perf_counter() - t_start, 1e-9))
+                rate = (step - resumed_from) / max(time.perf_counter() - t_start, 1e-9)
+                shown = trainer.postfix(step, rate)
                 if shown:
                     bar.set_postfix(shown, refresh=False)
+                if live.live is not None and (logged := trainer.live(step, rate, live.due(step, step == total))):
+                    live.log(step, logged)
             if on_step is not None:
                 on_step(step)
             if not agree.due(step) and step < total:
@@ -128,8 +141,10 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
                 bar.close()
                 where = resume.folder if resume is not None else "nowhere"
                 print(f"{trainer.label}: stopped at step {step}/{total}; state saved in {where}")
+                live.close()
                 raise KeyboardInterrupt
             if save_now:
                 save()
                 last_save = time.monotonic()
+    live.close()
     return LoopStats(resumed_from, step - resumed_from, time.perf_counter() - t_start)

@@ -83,12 +83,19 @@ class Stage:
     outputs: Callable[..., list] = _none
     small: Callable[..., list] = _none
     work: Callable[..., list[Part]] = _none
+    live: bool = False  # logs to DVCLive while it runs: dvclive/<label>/ (metrics.json, plots/), declared in dvc.yaml
     priority: Callable[..., tuple] = field(default=lambda p, **kw: (99,))
     distributed: bool = False  # runs in runtime.nproc x runtime.nnodes processes (DDP, shared sampling)
 
     def label(self, **kw: Any) -> str:
         """The instance's name as DVC spells it: ``evaluate@resnet18-augmented-0``, ``compare``."""
         return self.name + ("@" + "-".join(map(str, kw.values())) if kw else "")
+
+    def live_dir(self, **kw: Any) -> str | None:
+        """The instance's DVCLive directory (``live.live_dir``), or None."""
+        from dreaming_data.live import live_dir
+
+        return live_dir(self.label(**kw)).as_posix() if self.live else None
 
     @property
     def module(self) -> str:

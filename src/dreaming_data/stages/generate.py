@@ -17,7 +17,7 @@ def run(p) -> None:
     from dreaming_data.sampling import generate_for_stage
 
     g = p.generate
-    images, timing, resume = generate_for_stage(p, "generate", g.schedule, g.per_class, g.steps, g.seed)
+    images, timing, resume = generate_for_stage(p, "generate", g.schedule, g.per_class, g.steps, g.seed, live=True)
     if dd.is_main():
         save_images(SYNTHETIC, images)
         save_png(preview(images, p.sample.columns), PREVIEW)
@@ -39,7 +39,7 @@ STAGE = Stage("generate", run,
               small=lambda p: [paths.METRICS / "generate.json", PREVIEW],
               work=work,
               priority=lambda p: (2,),
-              distributed=True)
+              live=True, distributed=True)
 
 if __name__ == "__main__":
     STAGE.main()

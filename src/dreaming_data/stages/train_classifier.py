@@ -40,7 +40,7 @@ STAGE = Stage(
     inputs=lambda p, arch, variant, seed: [paths.train_set(variant), paths.prepared("val")],
     outputs=outputs, small=small, work=work,
     priority=lambda p, arch, variant, seed: (3, p.classifier.archs.index(arch), VARIANTS.index(variant), seed),
-    distributed=True)
+    live=True, distributed=True)
 
 if __name__ == "__main__":
     STAGE.main()

@@ -17,7 +17,7 @@ def run(p, schedule: str) -> None:
     train_set = load_images(paths.train_set("baseline"))
     stage = STAGE.label(schedule=schedule)
     resume = ResumeDir(paths.resume_dir(stage), training_identity(p, schedule, train_set), stage)
-    ema, r = train_ddpm(p, schedule, train_set, resume)
+    ema, r = train_ddpm(p, schedule, train_set, resume, live_stage=stage)
     if dd.is_main():
         save_ddpm(paths.ddpm_model(schedule), ema, p, schedule, train_set)
         write_csv([{"epoch": e, "loss": loss} for e, loss in enumerate(r.epoch_losses, start=1)],
@@ -44,7 +44,7 @@ STAGE = Stage(
     small=lambda p, schedule: [paths.METRICS / f"ddpm-{schedule}.json", paths.PLOTS / "ddpm" / f"loss-{schedule}.csv"],
     work=lambda p, s, schedule: [Part("ddpm_step", schedule, p.ddpm.epochs * max(1, s.train // p.ddpm.batch_size))],
     priority=lambda p, schedule: (1, schedule != p.generate.schedule, p.ddpm.schedules.index(schedule)),
-    distributed=True)
+    live=True, distributed=True)
 
 if __name__ == "__main__":
     STAGE.main()

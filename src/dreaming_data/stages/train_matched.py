@@ -36,7 +36,7 @@ STAGE = Stage(
     outputs=lambda p, arch, seed: [paths.classifier_model(paths.classifier_name(arch, VARIANT, seed))],
     small=small, work=work,
     priority=lambda p, arch, seed: (3, p.classifier.archs.index(arch), 2, seed),
-    distributed=True)
+    live=True, distributed=True)
 
 if __name__ == "__main__":
     STAGE.main()

@@ -99,26 +99,70 @@ def _lookup(tree: dict, dotted: str) -> Any:
     return node
 
 
-def _experiments(show: list) -> list[dict]:
-    """Every finished experiment in ``dvc exp show --json`` output: {name, rev, timestamp, params, metrics}."""
+def experiments(show: list) -> list[dict]:
+    """Every experiment in ``dvc exp show --json`` output, whatever its state: {name, rev, timestamp, params,
+    metrics, state (queued | running | success | failed), log (the queue's log file of it, when there is one)}."""
     out = []
 
-    def visit(entry: dict) -> None:
+    def visit(entry: dict, executor: dict) -> None:
         data = entry.get("data") or {}
         if data.get("rev") not in (None, "workspace") and not entry.get("error"):
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
             metrics = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
             out.append({"name": entry.get("name") or data.get("rev"), "rev": data.get("rev"),
-                        "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics})
+                        "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics,
+                        "state": executor.get("state") or "success",
+                        "log": (executor.get("local") or {}).get("log")})
         for group in entry.get("experiments") or []:
-            if ((group.get("executor") or {}).get("state") or "success") != "success":
-                continue  # queued, running or failed
             for rev in group.get("revs") or []:
-                visit(rev)
+                visit(rev | {"name": rev.get("name") or group.get("name")}, group.get("executor") or {})
 
     for entry in show:
-        visit(entry)
+        visit(entry, {})
     return out
+
+
+def _in_grid(exp: dict, grid: Grid) -> tuple | None:
+    """The grid combination ``exp`` runs, or None when it is no experiment of the grid."""
+    if any(_lookup(exp["params"], k) != v for k, v in grid.overrides().items()):
+        return None
+    combo = tuple(_lookup(exp["params"], k) for k in grid.sweep)
+    return combo if combo in {tuple(c.values()) for c in grid.combinations()} else None
+
+
+def last_line(log: str | None) -> str:
+    """What a failed experiment's log says last: its one-line error when it has one."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return "(no log)"
+    errors = [line for line in lines if line.startswith(("error:", "ERROR:"))]
+    return (errors or lines or ["(an empty log)"])[0 if errors else -1]
+
+
+def progress(show: list, grid: Grid) -> dict[str, list[dict]]:
+    """The grid's experiments by state (queued, running, success, failed): the newest experiment of each
+    combination counts; a running one carries its live step (the furthest DVCLive summary it has written)."""
+    newest: dict[tuple, dict] = {}
+    for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
+        combo = _in_grid(exp, grid)
+        if combo is not None:
+            newest[combo] = exp
+    by_state: dict[str, list[dict]] = {"queued": [], "running": [], "success": [], "failed": []}
+    for exp in newest.values():
+        live = [(path, m) for path, m in exp["metrics"].items() if Path(path).parts[0] == "dvclive" and "step" in m]
+        exp["live"] = live[-1] if live else None
+        by_state.setdefault(exp["state"], []).append(exp)
+    return by_state
+
+
+def progress_line(by_state: dict[str, list[dict]]) -> str:
+    running = "; ".join(f"{e['name']}: {Path(e['live'][0]).parent.name} step {e['live'][1]['step']}"
+                        + (f", loss {e['live'][1]['loss']:.4f}" if isinstance(e['live'][1].get('loss'), float) else "")
+                        if e["live"] else e["name"] for e in by_state["running"])
+    return (f"curve: {len(by_state['queued'])} queued, {len(by_state['running'])} running"
+            + (f" ({running})" if running else "") + f", {len(by_state['success'])} done, "
+            f"{len(by_state['failed'])} failed")
 
 
 def curve_rows(show: list, grid: Grid) -> list[dict]:
@@ -126,12 +170,9 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     ``metrics/summary.json``. The latest experiment of each combination wins; baselines without the grid's
     fixed overrides are skipped."""
     latest: dict[tuple, dict] = {}
-    fixed = grid.overrides()
-    for exp in sorted(_experiments(show), key=lambda e: e["timestamp"]):
-        if any(_lookup(exp["params"], k) != v for k, v in fixed.items()):
-            continue
-        combo = tuple(_lookup(exp["params"], k) for k in grid.sweep)
-        if combo in {tuple(c.values()) for c in grid.combinations()}:
+    for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
+        combo = _in_grid(exp, grid) if exp["state"] == "success" else None
+        if combo is not None:
             latest[combo] = exp
     rows = []
     for combo, exp in latest.items():

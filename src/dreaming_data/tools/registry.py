@@ -47,6 +47,7 @@ class Instance:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]  # cached by DVC (models, data)
     small: tuple[str, ...]  # metrics, plots, reports
+    live: str | None  # its DVCLive directory, when it logs live
     priority: tuple
 
     def work(self, p, sizes: Sizes) -> list[Part]:
@@ -59,7 +60,7 @@ def instances(p) -> list[Instance]:
     for stage in stages().values():
         for kw in stage.matrix(p):
             out.append(Instance(stage, kw, stage.label(**kw), _posix(stage.inputs(p, **kw)),
-                                _posix(stage.outputs(p, **kw)), _posix(stage.small(p, **kw)),
+                                _posix(stage.outputs(p, **kw)), _posix(stage.small(p, **kw)), stage.live_dir(**kw),
                                 tuple(stage.priority(p, **kw))))
     return out
 

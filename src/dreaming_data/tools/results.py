@@ -243,16 +243,34 @@ def _timing(outputs: dict[str, list[str]], times: dict[str, dict]) -> dict:
             "families": families, "stages": per_stage}
 
 
-def _write_folder(folder: Path, outputs: dict[str, list[str]], times: dict, params_path: Path, env: dict) -> None:
-    """The results folder's files: the small outputs, params, a metrics-and-plots dvc.yaml, timing, environment and
-    the setting's differences from params.yaml."""
-    from dreaming_data.config import read_yaml
+def live_files(p, stages: list[str]) -> tuple[list[str], list[dict]]:
+    """The DVCLive files of ``stages`` that exist (a run without DVCLive has none), and plot definitions of those
+    whose stage draws them in dvc.yaml (the DDPMs' per-step curves)."""
+    spec = (yaml.safe_load(Path("dvc.yaml").read_text()) or {}).get("stages") or {}
+    files, plots = [], []
+    for i in registry.instances(p):
+        if i.label not in stages or not i.live or not Path(i.live).is_dir():
+            continue
+        found = sorted(f.as_posix() for f in Path(i.live).rglob("*") if f.is_file() and not f.name.startswith("."))
+        files += found
+        drawn = any("dvclive" in str(x) for x in (spec.get(i.stage.name) or {}).get("plots") or [])
+        if drawn and any(f.endswith(".tsv") for f in found):
+            plots.append({f"{i.live}/plots": {"x": "step"}})
+    return files, plots
 
-    files = sorted({f for fs in outputs.values() for f in fs})
+
+def _write_folder(folder: Path, outputs: dict[str, list[str]], times: dict, params_path: Path, env: dict) -> None:
+    """The results folder's files: the small outputs (and the DVCLive files of their stages), params, a
+    metrics-and-plots dvc.yaml, timing, environment and the setting's differences from params.yaml."""
+    from dreaming_data.config import load_params, read_yaml
+
+    live, live_plots = live_files(load_params(params_path), list(outputs))
+    files = sorted({f for fs in outputs.values() for f in fs} | set(live))
     for f in files:
         if Path(f).stat().st_size > MAX_FILE_BYTES:
             raise UserError(f"{f}: {Path(f).stat().st_size:,} bytes, over the {MAX_FILE_BYTES:,} a results file may have")
     definitions = _plot_definitions(yaml.safe_load(Path("dvc.yaml").read_text()).get("plots") or [], set(files))
+    definitions += live_plots
     base, base_name = base_params(params_path)
     for f in files:
         (folder / f).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,114 @@
+"""DVCLive in the training and generation stages: the live files as DVC reads them, a resumed run's curve without a
+gap or a repeat, and outputs byte for byte the same with live logging on or off."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, stage_env, tiny_params, write_params
+from dreaming_data.live import LiveLog, cut_to
+
+OUTPUTS = ["models/ddpm/linear/model.pt", "plots/ddpm/loss-linear.csv", "models/classifier/simple_cnn-baseline-seed0.pt",
+           "plots/classifier/simple_cnn-baseline-seed0.csv", "data/generated/synthetic.npz"]
+
+
+def stage(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
+
+
+def run(cmd, cwd: Path) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=stage_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def test_cut_to_drops_what_was_logged_after_the_checkpoint(tmp_path):
+    live = LiveLog("train_ddpm@x", 1)
+    for step in range(1, 8):
+        live.log(step, {"loss": 1 / step})
+    live.close()
+    folder = Path("dvclive/train_ddpm-x")
+    try:
+        cut_to(folder, 4)
+        assert [int(r["step"]) for r in rows(folder / "plots/metrics/loss.tsv")] == [1, 2, 3, 4]
+        again = LiveLog("train_ddpm@x", 1, resume_step=4)
+        again.log(5, {"loss": 0.2})
+        again.close()
+        assert [int(r["step"]) for r in rows(folder / "plots/metrics/loss.tsv")] == [1, 2, 3, 4, 5]
+    finally:
+        shutil.rmtree("dvclive", ignore_errors=True)
+
+
+def project(root: Path, **overrides) -> Path:
+    root.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    write_params(root / "params.yaml", tiny_params(**{"ddpm.epochs": 10, "generate.per_class": 8} | overrides))
+    run(stage("download"), root)
+    return root
+
+
+@pytest.mark.slow
+def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path):
+    made = {}
+    for every in (0, 1):
+        root = project(tmp_path / f"live{every}", **{"runtime.live_every": every})
+        for cmd in (stage("train_ddpm", "linear"), stage("train_classifier", "simple_cnn", "baseline", "0"),
+                    stage("generate")):
+            run(cmd, root)
+        made[every] = {f: (root / f).read_bytes() for f in OUTPUTS}
+        live = root / "dvclive"
+        assert live.exists() == bool(every)
+    assert made[0] == made[1]
+    ddpm = rows(tmp_path / "live1/dvclive/train_ddpm-linear/plots/metrics/loss.tsv")
+    assert [int(r["step"]) for r in ddpm] == list(range(1, len(ddpm) + 1)) and len(ddpm) == 30  # 10 epochs of 3
+    epochs = rows(tmp_path / "live1/dvclive/train_ddpm-linear/plots/metrics/epoch_loss.tsv")
+    assert [int(r["step"]) for r in epochs] == list(range(3, 31, 3))
+    assert {p.name for p in (tmp_path / "live1/dvclive/train_classifier-simple_cnn-baseline-0/plots/metrics").iterdir()} \
+        == {"train_loss.tsv", "train_acc.tsv", "val_acc.tsv", "lr.tsv"}
+    gen = rows(tmp_path / "live1/dvclive/generate/plots/metrics/images_done.tsv")
+    assert [float(r["images_done"]) for r in gen][-1] == 80  # 8 per class
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_curve_without_a_gap_or_a_repeat(tmp_path):
+    import torch
+
+    root = project(tmp_path / "p", **{"ddpm.epochs": 100, "ddpm.checkpoint_minutes": 0.05, "runtime.live_every": 5})
+    state = root / "checkpoints" / "train_ddpm-linear" / "state.pt"
+    proc = subprocess.Popen(stage("train_ddpm", "linear"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=stage_env())
+    deadline, saved = time.monotonic() + 120, None
+    while saved is None or max([0] + [int(r["step"]) for r in rows_or_none(root)]) < saved + 10:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-2000:]
+        if state.exists():
+            saved = torch.load(state, weights_only=True)["step"]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # dies between checkpoints: it logged steps the checkpoint does not have
+    proc.wait()
+    logged = max(int(r["step"]) for r in rows_or_none(root))
+    r = run(stage("train_ddpm", "linear"), root)
+    resumed = int(r.stdout.split("at step ")[1].split("/")[0])
+    assert resumed < logged
+    steps = [int(r["step"]) for r in rows_or_none(root)]
+    assert steps == list(range(5, 300 + 1, 5)), steps  # 100 epochs of 3 steps, every 5th: none twice, none missing
+
+
+def rows_or_none(root: Path) -> list[dict]:
+    path = root / "dvclive/train_ddpm-linear/plots/metrics/loss.tsv"
+    try:
+        return rows(path)
+    except (FileNotFoundError, csv.Error):
+        return []
