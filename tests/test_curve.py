@@ -108,6 +108,7 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
                                                                                                    "loss": 0.0812}}}
     failed = _exp("bad", "2026-01-01T00:00:03", 40, 0, 0.0, "failed")
     failed["executor"]["local"] = {"log": str(log)}
+    failed["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}  # as DVC marks a failed run
     show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
         _exp("done", "2026-01-01T00:00:01", 10, 0, 0.01), running, failed,
         _exp("wait", "2026-01-01T00:00:04", 40, 5, 0.0, "queued"), _exp("other", "2026-01-01T00:00:05", 20, 0, 0.0)]}]

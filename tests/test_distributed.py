@@ -73,7 +73,8 @@ def test_every_distributed_stage_relaunches_its_own_module_with_its_arguments():
     p = parse_params(tiny_params())
     found = [i for i in registry.instances(p) if i.stage.distributed]
     assert {i.stage.name for i in found} == {"train_ddpm", "sample_grid", "generate", "train_classifier",
-                                             "train_matched", "fid_reference", "ablation_sample", "ablation"}
+                                             "train_matched", "fid_reference", "ablation_sample", "ablation",
+                                             "novelty"}
     for i in found:
         cmd = i.stage.command("p.yaml", i.kwargs)
         assert cmd == ["-m", i.stage.module, *map(str, i.kwargs.values()), "--params", "p.yaml"]

@@ -199,7 +199,7 @@ def test_plots_of_a_fresh_clone_say_which_are_missing(workdir, monkeypatch):
         (workdir / "plots" / "ddpm" / f"loss-{s}.csv").write_text("epoch,loss\n1,0.5\n")
     r = plots()
     missing = r.stdout.split("their files missing (run the study first): ")[-1]
-    assert r.returncode == 0 and "1 of 12 plots" in r.stdout and "plots/samples" in missing, r.stdout + r.stderr
+    assert r.returncode == 0 and "1 of 15 plots" in r.stdout and "plots/samples" in missing, r.stdout + r.stderr
     assert "DDPM training loss per epoch" not in missing
 
 

@@ -200,14 +200,17 @@ def test_each_plot_is_drawn_once(project):
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]
     images = {k for k, v in shown.items() if v[0]["type"] == "image"}
     assert images == {"plots/ablation/ablation.png", "plots/compare/val_accuracy.png", "plots/samples/noise.png",
-                      "plots/samples/generated-preview.png"} | {
+                      "plots/samples/generated-preview.png", "plots/compare/per_class.png",
+                      "plots/novelty/nearest.png", "plots/novelty/distances.png"} | {
         f"plots/samples/{s}-{n}.png" for s in ("linear", "cosine") for n in (40, 10)}
     charts = {k for k, v in shown.items() if v[0]["type"] == "vega"}
     archs = ("simple_cnn", "resnet18")
+    live = {f"dvclive/train_ddpm-{s}/plots/metrics/{m}.tsv" for s in ("linear", "cosine")
+            for m in ("loss", "lr", "ema_decay", "images_per_s", "epoch_loss")}  # the DDPMs' DVCLive, per step
     assert charts == {"DDPM training loss per epoch", "FID per sampling steps (ablation)",
                       "KID per sampling steps (ablation)"} | {
         f"Validation accuracy per optimizer step, {a} (mean over seeds)" for a in archs} | {
-        f"Test confusion matrix, {a} {v} seed 0" for a in archs for v in ("baseline", "augmented")}
+        f"Test confusion matrix, {a} {v} seed 0" for a in archs for v in ("baseline", "augmented")} | live
     assert all(len(v) == 1 for v in shown.values())
 
 
@@ -220,7 +223,7 @@ def test_offline_plots_page(project, tmp_path):
     html = (tmp_path / "offline" / "index.html").read_text()
     assert remote_references(html) == [] and "cdn.jsdelivr" not in html
     body = html[html.index("<body>"):]
-    assert body.count("vegaEmbed(") == 9 and body.count("<img") == 8
+    assert body.count("vegaEmbed(") == 9 + 10 and body.count("<img") == 11  # + the DDPMs' live curves
     assert "Validation accuracy per optimizer step, resnet18 (mean over seeds)" in body
     sh("dvc", "plots", "show", "-o", str(tmp_path / "online"), cwd=repo)  # dvc alone: scripts from a CDN
     assert remote_references((tmp_path / "online" / "index.html").read_text())

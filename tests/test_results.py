@@ -190,7 +190,7 @@ def test_tiny_gpu_study_runs_and_collects(study):
     assert setting["generate.per_class"] == [6, 5000] and setting["diffusion.sampler"] == ["ddim", "ancestral"]
     timing = json.loads((folder / "timing.json").read_text())
     stages = timing["stages"]
-    assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1  # every stage of the run
+    assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1 + 1  # every stage of the run
     assert all(s["this_params"] and s["seconds"] > 0 for s in stages.values())
     assert timing["families"]["evaluate"]["stages"] == 18
     # exactly what the run wrote to metrics/, reports/ and plots/ (registry.small_outputs), and the folder's own files

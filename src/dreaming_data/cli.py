@@ -252,7 +252,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
 
     from dreaming_data.tools.curve import last_line, progress, progress_line
 
-    said, reported, idle = "", set(), 0
+    said, reported, idle, gone = "", set(), 0, 0
     while True:
         by_state = progress(_exp_show(), g)
         line = progress_line(by_state)
@@ -263,8 +263,14 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
             if exp["name"] not in reported:
                 print(f"curve: {exp['name']} failed: {last_line(exp['log'])}", file=sys.stderr, flush=True)
                 reported.add(exp["name"])
-        if not by_state["queued"] and not by_state["running"]:
+        seen = sum(len(v) for v in by_state.values())
+        missing = max(0, len(g.combinations()) - seen)  # an experiment between its states drops out of exp show
+        if not by_state["queued"] and not by_state["running"] and (not missing or gone > 12):
+            if missing:
+                print(f"curve: {missing} experiment(s) of the grid are not in `dvc exp show` (see `dvc queue status`)",
+                      file=sys.stderr, flush=True)
             return by_state["failed"]
+        gone = gone + 1 if missing and not by_state["queued"] and not by_state["running"] else 0
         idle = idle + 1 if not by_state["running"] else 0
         if idle == 3:  # queued, nothing running for three polls: the workers stopped
             print("curve: the queue's workers stopped with experiments left: starting them again", flush=True)

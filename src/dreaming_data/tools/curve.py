@@ -106,12 +106,12 @@ def experiments(show: list) -> list[dict]:
 
     def visit(entry: dict, executor: dict) -> None:
         data = entry.get("data") or {}
-        if data.get("rev") not in (None, "workspace") and not entry.get("error"):
+        if data.get("rev") not in (None, "workspace"):  # a failed run's entry has an "error" too: it counts
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
             metrics = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
             out.append({"name": entry.get("name") or data.get("rev"), "rev": data.get("rev"),
                         "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics,
-                        "state": executor.get("state") or "success",
+                        "state": executor.get("state") or ("failed" if entry.get("error") else "success"),
                         "log": (executor.get("local") or {}).get("log")})
         for group in entry.get("experiments") or []:
             for rev in group.get("revs") or []:
