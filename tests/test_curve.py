@@ -28,13 +28,13 @@ def test_grid_file_is_checked_against_params(tmp_path):
     path.write_text("sweep:\n  data.train_per_class: [10]\n  merge.synthetic_per_class: [0]\n  nope.key: [1]\n")
     with pytest.raises(UserError, match="nope.key"):
         load_grid(path, default_params())
-    path.write_text("profile: quickstart\nsweep:\n  data.train_per_class: [10, 40]\n  merge.synthetic_per_class: [0, 50]\n")
+    path.write_text("profile: quickstart\nsweep:\n  data.train_per_class: [10, 40]\n  merge.synthetic_per_class: [0, 30]\n")
     grid = load_grid(path, default_params())
     assert grid.overrides()["data.source"] == "digits"
     # the profile sets data.train_per_class (20); the grid sweeps it: the sweep's values, not the profile's
     assert "data.train_per_class" not in grid.overrides()
     assert "data.train_per_class=20" not in queue_commands(grid)[0]
-    exp = _exp("ten", "2026-01-01T00:00:01", 10, 50, 0.01)
+    exp = _exp("ten", "2026-01-01T00:00:01", 10, 30, 0.01)
     for key, value in grid.overrides().items():  # an experiment made by that queue records every override
         node = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
         *parents, last = key.split(".")

@@ -87,7 +87,7 @@ def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
     assert [row["stage"] for row in result["stages"]] == [i.label for i in ordered(p)]
     assert result["total_s"] == pytest.approx(sum(row["total_s"] for row in result["stages"]))
     assert {(r["path"], r["key"]) for r in result["rates"]} == {
-        ("ddpm_step", "linear"), ("ddpm_step", "cosine"), ("sample", "ancestral@4"), ("sample", "ancestral@30"),
+        ("ddpm_step", "linear"), ("ddpm_step", "cosine"), ("sample", "ancestral@4"), ("sample", "ddim@4"), ("sample", "ddim@30"),
         ("sample", "dpmsolver++@4"), ("classifier_step", "simple_cnn"), ("classifier_step", "resnet18"),
         ("predict", "simple_cnn"), ("predict", "resnet18"), ("inception", "")}
     assert all(r["units_per_s"] > 0 for r in result["rates"])
@@ -98,4 +98,4 @@ def test_benchmark_projects_a_tiny_study_on_the_cpu(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project_default.py"), "--profile", "gpu-stuyd"],
                          cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        "error: --profile: unknown profile 'gpu-stuyd' (expected one of quickstart, gpu-smoke, gpu-study)"]
+        "error: --profile: unknown profile 'gpu-stuyd' (expected one of quickstart, cpu-study, gpu-smoke, gpu-study)"]

@@ -120,7 +120,7 @@ def test_step_noise_is_not_the_initial_noise():
             calls.append(x[: len(x) // 2].clone())  # the conditional half of the guided batch
             return torch.zeros_like(x)
 
-    sampler = tiny_sampler(classes=10)
+    sampler = tiny_sampler(classes=10, sampler="ancestral")
     sampler.fwd = Zero()
     sample_grid(sampler, 2, columns=40, seed=12, batch_size=1000)
     x_T, x_1 = calls[0], calls[1]
