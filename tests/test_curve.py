@@ -6,7 +6,7 @@ import pytest
 from dreaming_data.tools.curve import Grid, curve_rows, load_grid, queue_commands, write_curve
 from dreaming_data.errors import UserError
 
-from conftest import default_params
+from conftest import ROOT, default_params
 
 
 def test_queue_command_is_one_dvc_sweep():
@@ -119,3 +119,11 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
                                        "1 done, 1 failed")
     assert last_line(str(log)) == "error: data.train_per_class: 40 but class '3' has only 30"
     assert [r["experiment"] for r in curve_rows(show, grid)] == ["done"]  # only finished ones are reported
+
+
+@pytest.mark.parametrize("name", ["curve.yaml", "curve-quickstart.yaml"])
+def test_committed_grids_pass_their_checks(name):
+    """Every combination of a committed grid, with its profile, is a valid params file (a profile change once left
+    curve-quickstart.yaml asking for more dreams than the profile generates)."""
+    grid = load_grid(ROOT / name, default_params())
+    assert len(queue_commands(grid)) >= 1

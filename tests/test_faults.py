@@ -176,7 +176,9 @@ def test_command_line_mistakes_are_one_line(workdir, args, message):
     from dreaming_data.tools.results import BEGIN, END
 
     shutil.copy(ROOT / "params.yaml", workdir / "params.yaml")
-    (workdir / "README.md").write_text(f"{BEGIN}\n{END}\n")
+    (workdir / "docs").mkdir()
+    for page in ("README.md", "docs/results.md"):
+        (workdir / page).write_text(f"{BEGIN}\n{END}\n")
     r = CliRunner().invoke(app, args)
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert r.exit_code == 2 and lines == [f"error: {lines[0][7:]}"] and message in lines[0], r.output

@@ -1,5 +1,5 @@
-"""Committed results: the GPU study profile at tiny size end to end (run, collect, render), and README's Results
-section checked against the committed results folders."""
+"""Committed results: the GPU study profile at tiny size end to end (run, collect, render), and README's table and
+docs/results.md checked against the committed results folders."""
 
 from __future__ import annotations
 
@@ -284,34 +284,43 @@ def test_render_refuses_what_is_not_a_results_folder(tmp_path):
     root = tmp_path / "results"
     (root / ".gpu-study-cpu-2026-11-28.tmp").mkdir(parents=True)  # a killed collect's: not a result
     readme.write_text(f"{results.END}\n{results.BEGIN}\nold\n{results.END}\n")
-    assert results.update_readme(readme, root) is False and "No results folder yet" in readme.read_text()
+    assert results.update_section(readme, results.headline(root)) is False and "No results folder yet" in readme.read_text()
     (root / "half").mkdir()
     with pytest.raises(UserError, match="half/environment.json: not found"):
-        results.update_readme(readme, root)
+        results.headline(root)
     (root / "half" / "environment.json").write_text('{"date": "2026-11-28", "device": "cpu"}')
     with pytest.raises(UserError, match="half/params.yaml: not found"):
         results.render(root)
-    r = CliRunner().invoke(app, ["results", "render", "--readme", str(tmp_path / "none.md"), "--root", str(root)])
-    assert r.exit_code == 2 and "none.md: not found" in r.output
+    r = CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--doc", str(tmp_path / "none.md"),
+                                 "--root", str(root)])
+    assert r.exit_code == 2 and "none.md: not found" in r.output and "old" in readme.read_text()
 
 
 @pytest.mark.slow
 def test_render_and_numbers_of_a_collected_run(study, tmp_path):
     _, folder, _ = study
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{results.BEGIN}\nold\n{results.END}\n\nafter\n")
-    assert CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent),
-                                    "--check"]).exit_code == 1
-    r = CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent)])
+    readme, doc = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    for path in (readme, doc):
+        path.write_text(f"# x\n\n{results.BEGIN}\nold\n{results.END}\n\nafter\n")
+    args = ["results", "render", "--readme", str(readme), "--doc", str(doc), "--root", str(folder.parent)]
+    assert CliRunner().invoke(app, args + ["--check"]).exit_code == 1
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    text = readme.read_text()
-    assert text.endswith("\n\nafter\n") and "old" not in text
-    section = text[slice(*results.readme_section(text))]
-    assert "| simple_cnn |" in section and "| resnet18 |" in section and "not comparable with the report" in section
-    assert results.render_folder(folder) in section
-    assert results.unmatched_numbers(results.render_folder(folder), results.folder_values(folder)) == []
-    assert CliRunner().invoke(app, ["results", "render", "--readme", str(readme), "--root", str(folder.parent),
-                                    "--check"]).exit_code == 0
+    for path in (readme, doc):
+        text = path.read_text()
+        assert text.endswith("\n\nafter\n") and "old" not in text
+    table = readme.read_text()[slice(*results.section(readme.read_text()))]
+    assert [line for line in table.splitlines() if folder.name in line] == results.headline_rows(folder, Path("docs/results.md"))
+    assert f"[`{folder.name}`](docs/results.md#{folder.name})" in table and "| resnet18 |" in table
+    full = doc.read_text()[slice(*results.section(doc.read_text()))]
+    assert "| simple_cnn |" in full and "| resnet18 |" in full and "not comparable with the report" in full
+    assert f"### `{folder.name}`" in full
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", full):  # image links resolve from the doc's folder
+        assert (doc.parent / image).is_file(), image
+    for text in (results.render_folder(folder), "\n".join(results.headline_rows(folder))):
+        assert results.unmatched_numbers(text, results.folder_values(folder)) == []
+    assert CliRunner().invoke(app, args + ["--check"]).exit_code == 0
 
 
 def test_number_check_catches_a_number_not_in_the_results():
@@ -324,21 +333,24 @@ def test_number_check_catches_a_number_not_in_the_results():
     assert results.unmatched_numbers("report: 54% → 57.12%; `commit 0123456` ![a-9](x/9.png)", []) == []
 
 
-def test_readme_results_section_is_rendered_from_committed_results():
-    """README's Results section is exactly what results/ renders, and every number in it is in those files."""
-    text = (ROOT / "README.md").read_text()
-    section = text[slice(*results.readme_section(text))]
-    assert section == render_from_root(), "run `dreaming-data results render`"
+def test_readme_and_results_doc_are_rendered_from_committed_results():
+    """README's table and docs/results.md are exactly what results/ renders, and every number in them is in the
+    files of the folder it stands for."""
+    readme, doc = (ROOT / "README.md").read_text(), (ROOT / "docs" / "results.md").read_text()
+    assert readme[slice(*results.section(readme))] == in_root(results.headline), "run `dreaming-data results render`"
+    assert doc[slice(*results.section(doc))] == in_root(lambda: results.render(base=Path("docs"))), \
+        "run `dreaming-data results render`"
     for folder in results.folders(ROOT / "results"):  # each folder's part, against that folder's files alone
-        assert results.unmatched_numbers(results.render_folder(folder), results.folder_values(folder)) == [], folder
+        for text in (results.render_folder(folder), "\n".join(results.headline_rows(folder))):
+            assert results.unmatched_numbers(text, results.folder_values(folder)) == [], folder
 
 
-def render_from_root() -> str:
+def in_root(render):
     import os
 
     old = os.getcwd()
     os.chdir(ROOT)
     try:
-        return results.render()
+        return render()
     finally:
         os.chdir(old)

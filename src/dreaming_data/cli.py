@@ -344,7 +344,7 @@ def deps(check: Annotated[bool, typer.Option(help="only check that dvc.yaml has 
     print("dvc.yaml: code deps " + ("current" if current else "written"))
 
 
-results_app = typer.Typer(no_args_is_help=True, help="Commit a finished run's small files; render README's Results.")
+results_app = typer.Typer(no_args_is_help=True, help="Commit a finished run's small files; render README's table and docs/results.md.")
 app.add_typer(results_app, name="results")
 
 
@@ -364,7 +364,7 @@ def results_collect(
         folder = results.collect(profile, params, out, force=force, partial=partial)
     except UserError as exc:
         fail(str(exc))
-    print(f"{folder}: collected; `dreaming-data results render` puts it into README.md; "
+    print(f"{folder}: collected; `dreaming-data results render` puts it into README.md and docs/results.md; "
           f"`cd {folder} && dvc metrics show && dvc plots show` show it")
 
 
@@ -383,27 +383,30 @@ def results_unpack(
         fail(str(exc))
     partial = results.read_result(folder, "environment.json").get("partial")
     note = f" (partial: {partial['stages_finished']} of {partial['stages']} stages)" if partial else ""
-    print(f"{folder}: unpacked{note}; `dreaming-data results render` puts it into README.md")
+    print(f"{folder}: unpacked{note}; `dreaming-data results render` puts it into README.md and docs/results.md")
 
 
 @results_app.command("render")
 def results_render(
-    readme: Annotated[Path, typer.Option(help="the file with the results markers")] = Path("README.md"),
+    readme: Annotated[Path, typer.Option(help="the file with the headline table's markers")] = Path("README.md"),
+    doc: Annotated[Path, typer.Option(help="the file with the full results' markers")] = Path("docs/results.md"),
     root: Annotated[Path, typer.Option(help="the results folders")] = Path("results"),
-    check: Annotated[bool, typer.Option(help="only check that the section is current (exit 1 if not)")] = False,
+    check: Annotated[bool, typer.Option(help="only check that both are current (exit 1 if not)")] = False,
 ) -> None:
-    """Render README.md's Results section (between its results markers) from the results folders."""
+    """Render README.md's headline table and docs/results.md (between their results markers) from the results
+    folders."""
     from dreaming_data.tools import results
 
     try:
-        current = results.update_readme(readme, root, check=check)
+        stale = results.update(readme, doc, root, check=check)
     except UserError as exc:
         fail(str(exc))
-    if check and not current:
-        print(f"{readme}: the Results section is not what {root}/ renders (run `dreaming-data results render`)",
+    if check and stale:
+        print(f"{', '.join(map(str, stale))}: not what {root}/ renders (run `dreaming-data results render`)",
               file=sys.stderr)
         raise typer.Exit(1)
-    print(f"{readme}: Results section " + ("current" if current else "rendered") + f" from {root}/")
+    for path in (readme, doc):
+        print(f"{path}: " + ("rendered" if path in stale else "current") + f" from {root}/")
 
 
 def main() -> None:  # pragma: no cover - console entry
