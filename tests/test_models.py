@@ -154,3 +154,20 @@ def test_resnet18_is_torchvisions_with_the_cifar_stem():
     assert torch.equal(ours.eval()(x), ref.eval()(x))
     w = ResNet18(3, 10).layer3[0].conv2.weight  # 256 x 256 x 3 x 3: std sqrt(2 / fan_out) = sqrt(2 / 2304)
     assert abs(float(w.std()) - (2 / (256 * 9)) ** 0.5) < 0.002
+
+
+def test_live_learning_rate_is_the_one_each_epoch_trained_with(tmp_path, monkeypatch):
+    """One-cycle: after the last step the schedule points past its end (a negative rate); the log keeps the rate
+    of the epoch's last step."""
+    from dreaming_data.classifier_training import train_classifier
+
+    monkeypatch.chdir(tmp_path)
+    p = parse_params(tiny_params(**{"classifier.resnet18.batch_size": 16, "classifier.resnet18.lr": 0.05,
+                                    "runtime.live_every": 1}))
+    recipe = p.classifier.resnet18
+    assert recipe.lr_schedule == "onecycle"
+    train, val = digits_train(per_class=4), digits_train(per_class=2)  # 40 images: 3 steps per epoch
+    train_classifier("resnet18", recipe, p.runtime, train, val, seed=0, steps=6, live_stage="t")
+    rows = (tmp_path / "dvclive" / "t" / "plots" / "metrics" / "lr.tsv").read_text().splitlines()[1:]
+    rates = [float(r.split("\t")[-1]) for r in rows]
+    assert len(rates) == 2 and all(0 < r <= 0.05 for r in rates), rates

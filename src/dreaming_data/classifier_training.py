@@ -120,6 +120,7 @@ class ClassifierTrainer(Trainer):
         xb = self.x_all[idx]
         if self.cfg.augment:
             xb = random_crop_flip(xb, pad=self.cfg.crop_padding, flip=self.cfg.hflip, gen=self.gen)
+        self.lr = self.opt.param_groups[0]["lr"]  # this step's: after the last one the schedule points past its end
         logits, yb, loss_of_share = train_step(self.fwd, self.normalizer, xb, self.y_all[idx], self.fmt, self.cfg,
                                                self.opt, self.sched, self.device, self.runtime)
         self.loss_sum += loss_of_share
@@ -150,7 +151,7 @@ class ClassifierTrainer(Trainer):
             return {}
         h = self.history[-1]
         return {"train_loss": h["train_loss"], "train_acc": h["train_acc"], "val_acc": h["val_acc"],
-                "lr": self.opt.param_groups[0]["lr"]}
+                "lr": self.lr}
 
 
 def train_classifier(arch: str, cfg: Recipe, runtime: RuntimeConfig, train_set: ImageSet, val: ImageSet, seed: int,
