@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two test processes on two cores: one thread each, and their stages'
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # (before torch is imported; runtime.num_workers 0 follows it)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a stage that asks for more threads waits, never spins
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 

@@ -59,6 +59,7 @@ def test_cas_of_real_digits_standing_in_for_synthetic(digits):
 def test_ablation_matrix_follows_params(tmp_path):
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path / "params.yaml", tiny_params(**{"ablation.steps": [40, 25, 10, 5],
+                                                           "ablation.schedules": ["linear", "cosine"],
                                                            "ablation.samplers": ["ddim", "dpmsolver++"]}))
     env = stage_env()
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
