@@ -232,3 +232,11 @@ def test_confident_candidates_survive_float_rounding():
     assert confident_candidates(5, 0.5) == 10 and confident_candidates(5, 0.3) == 17
     parse_params(apply_overrides(default_params(), {"generate.per_class": 30, "merge.filter": "confident",
                                                     "merge.keep_fraction": 0.7, "merge.synthetic_per_class": 21}))
+
+
+def test_a_data_path_the_source_does_not_read_is_refused():
+    """data.path set with data.source digits (the quickstart's) was ignored: digits results for a user's archive."""
+    with pytest.raises(UserError, match=r"'data.path' is set \('my.tar.gz'\) but data.source is digits"):
+        parse_params(apply_overrides(default_params(), {"data.source": "digits",
+                                                        "data.path": "my.tar.gz"}))
+    parse_params(apply_overrides(default_params(), {"data.source": "folder", "data.path": "my.tar.gz"}))

@@ -159,6 +159,8 @@ def test_image_folder_converts_mixed_modes_and_sizes(tmp_path, capsys):
     ("class_mismatch", r"train and test class folders differ \(only in train: \['bird'\]"),
     ("not_image", r"train/cat/notes\.png: not a readable image"),
     ("empty_class", r"train/dog: empty class folder"),
+    ("sixteen_bit", r"train/cat/deep\.png: a I;16 image \(expected 8 bits per channel"),  # was clipped to white
+    ("nested", r"train/cat/more: a folder inside a class folder"),  # its images were left out
 ])
 def test_image_folder_bad_input(tmp_path, breakage, message):
     root = make_folder(tmp_path / "d")
@@ -170,6 +172,11 @@ def test_image_folder_bad_input(tmp_path, breakage, message):
     elif breakage == "empty_class":
         for f in (root / "train" / "dog").iterdir():
             f.unlink()
+    elif breakage == "sixteen_bit":
+        Image.fromarray(np.full((8, 8), 14_000, dtype=np.uint16)).save(root / "train" / "cat" / "deep.png")
+    elif breakage == "nested":
+        make_folder(tmp_path / "extra", classes=("cat",))
+        (tmp_path / "extra" / "train" / "cat").rename(root / "train" / "cat" / "more")
     with pytest.raises(UserError, match=message):
         load_source(data_cfg(source="folder", path=str(root), image_size=8))
 

@@ -15,6 +15,8 @@ import yaml
 
 from conftest import ROOT, TINY_PIPELINE, tiny_params
 
+from dreaming_data.errors import UserError
+
 PACKAGE = ROOT / "src" / "dreaming_data"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -80,6 +82,9 @@ def test_closure_follows_every_import_and_nothing_else(tmp_path):
         (pkg / name).write_text(text)
     assert closure("dreaming_data.sub.c", tmp_path) == [f"src/dreaming_data/{f}" for f in (
         "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py")]
+    (pkg / "b.py").write_text("\n\nimport dreaming_data.nosuchmodule\n")  # the stage would die of it
+    with pytest.raises(UserError, match=r"b.py: line 3 imports dreaming_data.nosuchmodule, which is not a module"):
+        closure("dreaming_data.sub.c", tmp_path)
 
 
 def test_no_stage_imports_another_stage_or_the_tools():

@@ -124,3 +124,91 @@ def test_foreign_image_files_are_one_line_errors(tmp_path, make):
         np.savez(path, x=np.zeros((2, 0, 0, 1), np.uint8), y=np.zeros(2, np.int64), classes=np.array(["a"]))
     with pytest.raises(UserError, match="not an image set written by dreaming-data"):
         load_images(path)
+
+
+def test_outputs_put_back_the_old_set_when_a_rename_fails(tmp_path, monkeypatch):
+    """All outputs or none also in the rename phase: a folder where an output goes is refused before any rename, a
+    rename that fails half-way puts back the outputs already replaced, and what runs after the outputs (deleting a
+    checkpoint) does not run."""
+    import os
+
+    from dreaming_data.io import WriteError, after_outputs, atomic_path, outputs
+
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text("old a")
+    b.mkdir()
+    ran = []
+
+    def stage():
+        with outputs():
+            for path in (a, b, c):
+                with atomic_path(path) as tmp:
+                    tmp.write_text("new")
+            after_outputs(lambda: ran.append(1))
+
+    with pytest.raises(WriteError, match=r"b.json: cannot be written \(a folder is in its place\)"):
+        stage()
+    assert a.read_text() == "old a" and not c.exists() and not ran
+    b.rmdir()
+    b.write_text("old b")
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if str(dst) == str(c):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(WriteError, match=r"c.json: cannot be written \(No space left on device\)"):
+        stage()
+    monkeypatch.setattr(os, "replace", real)
+    assert (a.read_text(), b.read_text(), c.exists(), ran) == ("old a", "old b", False, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temporary or backup left
+    stage()
+    assert (a.read_text(), b.read_text(), c.read_text(), ran) == ("new", "new", "new", [1])
+
+
+@pytest.mark.parametrize("labels, classes, message", [
+    (np.zeros(6, np.int64), ("a", "b", "c"), "no images of class b, c"),  # a class-missing training set
+    (np.zeros(6, np.int64), ("a",), r"one class \(a\)"),
+    (np.array([0, 1, 2, 0, 1, 2.7]), ("a", "b", "c"), "labels are float64, expected integers"),  # 2.7 became 2
+])
+def test_every_image_set_has_every_class_and_integer_labels(tmp_path, labels, classes, message):
+    path = tmp_path / "set.npz"
+    np.savez(path, x=np.zeros((6, 2, 2, 1), np.uint8), y=labels, classes=np.array(classes),
+             synthetic=np.zeros(6, bool))
+    with pytest.raises(UserError, match=message):
+        load_images(path)
+
+
+def test_compare_refuses_metrics_that_disagree_with_their_predictions(tmp_path, monkeypatch):
+    """compare took the means from the metrics JSON and the differences from the predictions: an edited or
+    mismatched JSON gave a summary that contradicted itself, and a non-number a traceback."""
+    import csv
+
+    from dreaming_data.config import parse_params
+    from dreaming_data.stages import compare
+
+    monkeypatch.chdir(tmp_path)
+    p = parse_params(tiny_params(**{"classifier.archs": ["simple_cnn"], "classifier.seeds": [0, 1]}))
+    y = np.arange(20) % 2
+    for arch, variant, seed in compare.runs(p):
+        pred = np.where(np.arange(20) < 2 + seed, 1 - y, y)
+        write_json(compare.eval_json(arch, variant, seed), {
+            "arch": arch, "variant": variant, "seed": seed, "accuracy": float((pred == y).mean()), "macro_f1": 0.5,
+            "per_class": {c: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10} for c in "ab"}})
+        for path, header, rows in ((compare.predictions_csv(arch, variant, seed), ["actual", "predicted"],
+                                    [["ab"[t], "ab"[q]] for t, q in zip(y, pred)]),
+                                   (compare.history_csv(arch, variant, seed), ["epoch", "steps", "val_acc"],
+                                    [[1, 4, 0.5]])):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows([header, *rows])
+    compare.run(p)  # consistent files: the comparison is written
+    path = compare.eval_json("simple_cnn", "augmented", 0)
+    for bad in (0.99, "high", None):
+        write_json(path, json.loads(path.read_text()) | {"accuracy": bad})
+        with pytest.raises(UserError, match=rf"simple_cnn-augmented-seed0.json: accuracy {re.escape(repr(bad))} but "
+                                            r"its predictions .* give 0.90000 \(run `dvc repro evaluate@"):
+            compare.run(p)

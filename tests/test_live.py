@@ -112,3 +112,18 @@ def rows_or_none(root: Path) -> list[dict]:
         return rows(path)
     except (FileNotFoundError, csv.Error):
         return []
+
+
+def test_a_repository_without_commits_turns_live_metrics_off_in_one_line(tmp_path, monkeypatch, capsys):
+    """DVCLive asks git for the current commit; in a repository with none it raised, and every training stage with
+    it. The stage goes on without live metrics and says so."""
+    from dreaming_data.live import LiveLog
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    log = LiveLog("train_ddpm@linear", 10)
+    log.log(10, {"loss": 1.0})
+    log.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert log.live is None and err == ["train_ddpm@linear: live metrics off (SCMError: Empty git repo); the stage "
+                                        "goes on without them"], err

@@ -19,7 +19,7 @@ from typing import Any
 
 from dreaming_data import distributed as dd
 from dreaming_data.errors import UserError
-from dreaming_data.io import atomic_path, load_torch, save_torch
+from dreaming_data.io import after_outputs, atomic_path, load_torch, save_torch
 from dreaming_data.randomness import code_fingerprint
 
 STATE = "state.pt"
@@ -96,8 +96,8 @@ class ResumeDir:
         """The stage's outputs are written: the state has served its purpose (rank 0 deletes it when every rank
         is done with it)."""
         dd.barrier()
-        if dd.is_main():
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if dd.is_main():  # once the outputs are in place: a failed rename must not lose the training
+            after_outputs(lambda: shutil.rmtree(self.folder, ignore_errors=True))
 
 
 class StopRequest:

@@ -15,7 +15,7 @@ from dreaming_data.checkpoints import ResumeDir
 from dreaming_data.classifier import Normalizer, build_classifier, predict, save_classifier
 from dreaming_data.config import Params, Recipe, RuntimeConfig, steps_per_epoch, training_steps  # noqa: F401
 from dreaming_data.errors import UserError
-from dreaming_data.io import ImageSet, load_images, write_csv, write_json
+from dreaming_data.io import ImageSet, check_same_kind, load_images, write_csv, write_json
 from dreaming_data.randomness import fingerprint_array, seed_for
 from dreaming_data.runtime import autocast, maybe_compile, memory_format, resolve_device, seed_rank, setup_backends, wrap_ddp
 from dreaming_data.training import Trainer, check_loss, train
@@ -245,6 +245,7 @@ def train_and_save(p: Params, arch: str, variant: str, seed: int, stage: str, tr
     checkpoint folder, then write the model, its per-epoch history and its metrics."""
     name = paths.classifier_name(arch, variant, seed)
     val = load_images(paths.prepared("val"))
+    check_same_kind(train_set, val, f"{paths.prepared('val')}: its images", "rerun download")
     recipe = p.classifier.recipe(arch)
     resume = ResumeDir(paths.resume_dir(stage), training_identity(arch, recipe, train_set, val, seed, steps), stage)
     trained = train_classifier(arch, recipe, p.runtime, train_set, val, seed, steps, resume, label=f"classifier {name}",

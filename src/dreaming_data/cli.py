@@ -201,7 +201,7 @@ def fid(
             return (np.concatenate([load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x]),
                     f"{paths.train_set('baseline')} + {paths.prepared('val')}")
         path = paths.prepared("test") if name == "test" else Path(name)
-        return load_images(path).x, str(path)
+        return load_images(path, every_class=False).x, str(path)
 
     try:
         if device not in ("auto", "cpu", "cuda"):
@@ -210,7 +210,7 @@ def fid(
             raise UserError("--device: cuda requested but torch sees no CUDA device")
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            device if device != "auto" else "cpu")
-        fake = load_images(images)
+        fake = load_images(images, every_class=False)  # any set of images: the scores need no labels
         if len(fake) < 4 or fake.x.shape[-1] not in (1, 3):
             raise UserError(f"{images}: scoring needs at least 4 images of 1 or 3 channels, got {list(fake.x.shape)}")
         ref = None

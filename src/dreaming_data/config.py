@@ -486,6 +486,9 @@ def _check_experiment(p: Params) -> Iterator[tuple[str, str]]:
         yield "eval.reference_features", "must be 0 (all) or >= 2, got 1"
     if not set(p.ablation.schedules) <= set(p.ddpm.schedules):
         yield "ablation.schedules", f"must be among ddpm.schedules {list(p.ddpm.schedules)}"
+    if d.source == "digits" and d.path is not None:  # a user who set only the path would get digits results
+        yield "data.path", (f"is set ({d.path!r}) but data.source is digits, which reads no file: set data.source to "
+                            f"folder or cifar10, or data.path to null")
 
 
 RULES = (_check_ranges, _check_runtime, _check_model, _check_sizes, _check_experiment)

@@ -43,6 +43,10 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
+# PIL modes of 8 bits per channel, which convert("RGB") maps exactly (I;16, I and F would clip)
+EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
 def broken_archive(archive: Path, exc: Exception) -> UserError:
     """One line for an archive tarfile cannot read (its own message lists every method it tried, with reprs)."""
     if isinstance(exc, tarfile.ReadError) and "could not be opened" in str(exc):
@@ -213,7 +217,9 @@ def _find_split_root(tree: _Tree, top: PurePosixPath = PurePosixPath(".")) -> Pu
 def _class_files(tree: _Tree, split: PurePosixPath) -> dict[str, list[PurePosixPath]]:
     files = {}
     for folder in tree.children(split)[0]:
-        found = tree.children(folder)[1]
+        inner, found = tree.children(folder)
+        if inner:  # its images would be left out without a word
+            raise UserError(f"{tree.where(inner[0])}: a folder inside a class folder (expected image files only)")
         if not found:
             raise UserError(f"{tree.where(folder)}: empty class folder (expected at least one image)")
         files[folder.name] = found
@@ -247,6 +253,9 @@ def read_image_folder(path: Path, image_size: int) -> tuple[ImageSet, ImageSet]:
         if fast is not None:
             return fast
         im = tree.open_image(rel, blob)  # other formats and modes, resizing, and the error for a broken file
+        if im.mode not in EIGHT_BIT_MODES:  # PIL's convert("RGB") clips 16-bit and float values to white
+            raise UserError(f"{tree.where(rel)}: a {im.mode} image (expected 8 bits per channel: one of "
+                            f"{', '.join(sorted(EIGHT_BIT_MODES))})")
         if im.mode != "RGB":
             converted["mode"] += 1
             im = im.convert("RGB")

@@ -28,6 +28,7 @@ class WriteError(UserError):
 
 
 _PENDING: list[list[tuple[Path, Path]]] = []  # the open ``outputs()`` blocks: (temporary, final) renames to do
+_AFTER: list[list] = []  # per open block: what to do once its outputs are in place
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -39,10 +40,12 @@ def _is_checkpoint(path: Path) -> bool:
 @contextlib.contextmanager
 def outputs() -> Iterator[None]:
     """All of a stage's outputs or none: inside the block, ``atomic_path`` leaves each finished file under its
-    temporary name; when the block ends normally they are renamed into place together, when it fails they are
-    deleted and the previous outputs stay as they were. Checkpoints are written at once (a resume needs them)."""
+    temporary name; when the block ends normally they are renamed into place together (``_commit``), when it fails
+    they are deleted and the previous outputs stay as they were. Checkpoints are written at once (a resume needs
+    them); what ``after_outputs`` registers (deleting a checkpoint) runs only once every output is in place."""
     pending: list[tuple[Path, Path]] = []
     _PENDING.append(pending)
+    _AFTER.append([])
     try:
         yield
     except BaseException:
@@ -51,8 +54,49 @@ def outputs() -> Iterator[None]:
         raise
     finally:
         _PENDING.remove(pending)
+        after = _AFTER.pop()
+    _commit(pending)
+    for fn in after:
+        fn()
+
+
+def after_outputs(fn) -> None:
+    """Call ``fn`` once the open ``outputs()`` block has put every output in place (at once outside one)."""
+    if _AFTER:
+        _AFTER[-1].append(fn)
+    else:
+        fn()
+
+
+def _commit(pending: list[tuple[Path, Path]]) -> None:
+    """Rename every temporary file onto its output; if one rename fails, put back the outputs already replaced (from
+    their backups) and delete the rest: the previous set stays whole. A ``WriteError`` names the output."""
     for tmp, path in pending:
-        os.replace(tmp, path)
+        if path.is_dir():
+            for t, _ in pending:
+                t.unlink(missing_ok=True)
+            raise WriteError(f"{path}: cannot be written (a folder is in its place)")
+    done: list[tuple[Path, Path | None]] = []  # (output, its backup or None when it did not exist)
+    try:
+        for tmp, path in pending:
+            backup = None
+            if path.exists():
+                backup = tmp.with_name(tmp.name + ".old")
+                os.replace(path, backup)
+            done.append((path, backup))
+            os.replace(tmp, path)
+    except OSError as exc:
+        for out, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, out)
+            else:
+                out.unlink(missing_ok=True)
+        for t, _ in pending:
+            t.unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
+    for _, backup in done:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -251,14 +295,16 @@ def save_images(path: str | Path, images: ImageSet) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def load_images(path: str | Path) -> ImageSet:
-    """An image set written by ``save_images``; a missing, truncated or foreign file is a one-line ``UserError``."""
+def load_images(path: str | Path, every_class: bool = True) -> ImageSet:
+    """An image set written by ``save_images``; a missing, truncated or foreign file is a one-line ``UserError``, and
+    so is one without two classes or more each with images (``every_class``: the pipeline's sets; any set for
+    ``dreaming-data fid``)."""
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):  # a .npy, text, a pickle: np.load would not give an archive
         raise UserError(f"{path}: not an image set written by dreaming-data (not an .npz archive){_remake_hint(path)}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            x, y, classes = z["x"], z["y"].astype(np.int64), tuple(str(c) for c in np.atleast_1d(z["classes"]))
+            x, y, classes = z["x"], z["y"], tuple(str(c) for c in np.atleast_1d(z["classes"]))
             synthetic = z["synthetic"] if "synthetic" in z.files else np.zeros(y.shape[:1], dtype=bool)
     except FileNotFoundError:
         raise missing(path) from None
@@ -271,6 +317,15 @@ def load_images(path: str | Path) -> ImageSet:
             synthetic.shape != (len(x),) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
         raise UserError(f"{path}: not an image set written by dreaming-data (x {x.dtype} {list(x.shape)}, "
                         f"y {list(y.shape)}, {len(classes)} classes){_remake_hint(path)}")
+    if y.dtype.kind not in "iu":  # float labels would be truncated to another class
+        raise UserError(f"{path}: labels are {y.dtype}, expected integers{_remake_hint(path)}")
+    y = y.astype(np.int64)
+    counts = np.bincount(y, minlength=len(classes))
+    if every_class and (len(classes) < 2 or not counts.all()):  # every accuracy, merge and DDPM downstream would silently lose it
+        absent = [c for c, n in zip(classes, counts) if n == 0]
+        raise UserError(f"{path}: " + (f"no images of class {', '.join(absent[:5])}" if absent else
+                                       f"one class ({classes[0]})") + " (expected two classes or more, each with "
+                        f"images){_remake_hint(path)}")
     return ImageSet(x, y, classes, synthetic.astype(bool))
 
 
@@ -281,11 +336,12 @@ def per_class_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def check_same_kind(real: ImageSet, synthetic: ImageSet) -> None:
-    """Synthetic images must have the real ones' class names and image shape."""
+def check_same_kind(real: ImageSet, synthetic: ImageSet, what: str = "synthetic images",
+                    rerun: str = "rerun generate") -> None:
+    """Synthetic images (or ``what``) must have the real ones' class names and image shape."""
     if real.classes != synthetic.classes:
-        raise UserError(f"synthetic images have other class names than the real ones: {list(synthetic.classes)} vs "
-                        f"{list(real.classes)} (rerun generate)")
+        raise UserError(f"{what} have other class names than the real ones: {list(synthetic.classes)} vs "
+                        f"{list(real.classes)} ({rerun})")
     if real.x.shape[1:] != synthetic.x.shape[1:]:
-        raise UserError(f"synthetic images are {list(synthetic.x.shape[1:])}, the real ones "
-                        f"{list(real.x.shape[1:])} (rerun generate)")
+        raise UserError(f"{what} are {list(synthetic.x.shape[1:])}, the real ones "
+                        f"{list(real.x.shape[1:])} ({rerun})")

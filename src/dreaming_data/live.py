@@ -13,6 +13,7 @@ same either way.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from dreaming_data import distributed as dd
@@ -54,7 +55,12 @@ class LiveLog:
         folder = live_dir(stage)
         if resume_step:
             cut_to(folder, resume_step)
-        self.live = Live(str(folder), resume=bool(resume_step), report=None, save_dvc_exp=False, dvcyaml=None)
+        try:
+            self.live = Live(str(folder), resume=bool(resume_step), report=None, save_dvc_exp=False, dvcyaml=None)
+        except Exception as exc:  # noqa: BLE001 - e.g. scmrepo's "Empty git repo": the stage's own outputs go on
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            print(f"{stage}: live metrics off ({type(exc).__name__}: {first}); the stage goes on without them",
+                  file=sys.stderr)
 
     def due(self, step: int, last: bool = False) -> bool:
         """Whether a per-step metric is logged at ``step``: every ``runtime.live_every`` steps and at the end."""

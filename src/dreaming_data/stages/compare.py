@@ -87,6 +87,12 @@ def run(p) -> dict:
             raise UserError(f"{predictions_csv(arch, variant, seed)}: another test split than the other runs' "
                             f"(run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
         labels = y
+        accuracy = metrics["accuracy"]
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or \
+                abs(accuracy - float((pred == y).mean())) > 1e-4:  # the means from one, the differences from the other
+            raise UserError(f"{metrics_path}: accuracy {accuracy!r} but its predictions "
+                            f"({predictions_csv(arch, variant, seed)}) give {float((pred == y).mean()):.5f} "
+                            f"(run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
         predictions.setdefault(arch, {}).setdefault(variant, {})[seed] = pred
         history = read_history(history_csv(arch, variant, seed))
         histories.setdefault(arch, {}).setdefault(variant, []).append(history)

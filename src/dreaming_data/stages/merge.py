@@ -12,6 +12,8 @@ SYNTHETIC = paths.GENERATED / "synthetic.npz"
 def run(p) -> None:
     import numpy as np
 
+    from dreaming_data.errors import UserError
+
     from dreaming_data.io import check_same_kind, load_images, save_images, write_json
     from dreaming_data.selection import merge_synthetic, select_confident
 
@@ -20,6 +22,10 @@ def run(p) -> None:
     synthetic = load_images(SYNTHETIC)
     judge = paths.judge_model(p)  # always read: dvc.yaml lists the judge's baseline model as a dependency either way
     check_same_kind(real, synthetic)
+    per_class = np.bincount(synthetic.y, minlength=len(synthetic.classes))
+    if (per_class != p.generate.per_class).any():
+        raise UserError(f"{SYNTHETIC}: {per_class.min()} to {per_class.max()} images per class, expected "
+                        f"generate.per_class = {p.generate.per_class} of each (rerun generate)")
     info: dict = {"filter": m.filter}
     if m.filter == "confident":
         from dreaming_data.classifier import load_judge, predict

@@ -35,6 +35,11 @@ def imported(path: Path, root: Path = Path(".")) -> set[str]:
     """The package modules that the file ``path`` imports, anywhere in it."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        named = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+        for name in named:  # the stage would die of it: a missing module is no dependency to leave out
+            if (name == PACKAGE or name.startswith(PACKAGE + ".")) and module_file(name, root) is None:
+                raise UserError(f"{path}: line {node.lineno} imports {name}, which is not a module of the package")
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
