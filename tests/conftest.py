@@ -20,6 +20,7 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 # On top of the CPU quickstart profile: small enough for a test to train, sample and classify in seconds.
 TINY = {
     "classifier.archs": ["simple_cnn", "resnet18"],
+    "classifier.seeds": [0, 1, 2],
     "data.val_size": 50,
     "data.train_per_class": 10,
     "diffusion.timesteps": 40,
