@@ -186,7 +186,7 @@ def test_classifier_training_in_two_processes_is_one_process_up_to_rounding(trai
 
 
 def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
-    longer = {"ddpm.epochs": 30, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
+    longer = {"ddpm.epochs": 15, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
     root = project(tmp_path / "p", **longer)
     with_nproc(root, 2, **longer)
     run(stage("train_ddpm", "linear"), root)
@@ -236,7 +236,7 @@ def workers(launcher: int) -> dict[int, int]:
 
 def start_generating(root: Path) -> tuple[subprocess.Popen, dict[int, int]]:
     """A 2-process generate long enough to be stopped, once both workers have finished a chunk."""
-    slow = {"generate.per_class": 40, "generate.steps": 40, "generate.chunk_size": 4, "generate.batch_size": 4}
+    slow = {"generate.per_class": 16, "generate.steps": 20, "generate.chunk_size": 4, "generate.batch_size": 4}
     with_nproc(root, 2, **slow)
     proc = subprocess.Popen(stage("generate"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=stage_env())

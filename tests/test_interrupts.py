@@ -17,10 +17,10 @@ from conftest import ROOT, stage_env, tiny_params, write_params
 pytestmark = pytest.mark.slow
 
 LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkpoints every step or chunk
-    "ddpm.epochs": 50,
+    "ddpm.epochs": 25,
     "ddpm.checkpoint_minutes": 0.0005,
-    "generate.per_class": 24,
-    "generate.steps": 40,
+    "generate.per_class": 12,
+    "generate.steps": 15,
     "generate.batch_size": 8,
     "generate.chunk_size": 4,
     "classifier.simple_cnn.epochs": 60,

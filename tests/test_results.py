@@ -24,8 +24,10 @@ from dreaming_data.tools import registry, results
 from dreaming_data.config import parse_params
 from dreaming_data.errors import UserError
 
-# The GPU study profile made tiny for a CPU: digits at 8x8 as in the quickstart, TINY's sizes, its ablation cells at
-# one step count. Every other key (3 seeds, both schedules and archs, DDIM generation, the samplers) is the profile's.
+# The GPU study profile made tiny for a CPU: digits at 8x8 as in the quickstart, TINY's sizes with fewer images for
+# Inception, one seed (the profile's 3 are checked by test_every_profile_is_valid_and_listed; several seeds end to
+# end: test_dvc_contract.py), its ablation cells at one step count on the linear schedule. Every other key (both
+# schedules and archs, DDIM generation, the samplers) is the profile's.
 TINY_GPU_STUDY = {
     "runtime.device": "cpu", "runtime.num_workers": 2,
     "data.source": "digits", "data.path": None, "data.image_size": 8,
@@ -35,6 +37,7 @@ TINY_GPU_STUDY = {
     "classifier.judge": "simple_cnn",
     **TINY,
     "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
+    "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.val_size": 20, "novelty.per_class": 2,
     "ablation.steps": [10], "ablation.per_class": 2, "eval.batch_size": 20,
 }
 
@@ -115,9 +118,10 @@ def rehearsal(tmp_path_factory):
     shutil.copytree(work, cut)
     full = job(work, base / "out", 900, site)
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
-    # cut short at a third of the full study's wall time, whatever the machine's load: the study gets BUDGET - 20 s
+    # cut short at an eighth of the full study's wall time, whatever the machine's load (the first stage takes about a
+    # twentieth): the study gets BUDGET - 20 s
     wall = int(re.search(r"study wall: (\d+) s", (base / "out" / "study.log").read_text()).group(1))
-    short = job(cut, base / "out-cut", 20 + max(5, wall // 3), site)
+    short = job(cut, base / "out-cut", 20 + max(8, wall // 8), site)
     return work, base, prep, short, full
 
 
@@ -192,9 +196,9 @@ def test_tiny_gpu_study_runs_and_collects(study):
     assert setting["generate.per_class"] == [6, 5000] and setting["diffusion.sampler"] == ["ddim", "ancestral"]
     timing = json.loads((folder / "timing.json").read_text())
     stages = timing["stages"]
-    assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 * 3 + 1 + 2 * 3 * 3 + 1 + 1 + 4 + 1 + 1  # every stage of the run
+    assert len(stages) == 1 + 2 + 1 + 4 + 1 + 2 * 3 + 1 + 2 * 3 + 1 + 1 + 2 + 1 + 1  # every stage of the run
     assert all(s["this_params"] and s["seconds"] > 0 for s in stages.values())
-    assert timing["families"]["evaluate"]["stages"] == 18
+    assert timing["families"]["evaluate"]["stages"] == 6
     # exactly what the run wrote to metrics/, reports/ and plots/ (registry.small_outputs), and the folder's own files
     written = {f.relative_to(work).as_posix() for d in ("metrics", "reports", "plots") for f in (work / d).rglob("*")
                if f.is_file()}
@@ -253,19 +257,19 @@ def test_collect_takes_only_this_runs_outputs_and_needs_all_of_them(study, monke
     assert "sampling-linear-ancestral-500" not in (out / "dvc.yaml").read_text()
     for f in leftover:
         f.unlink()
-    gone = work / "metrics/eval/resnet18-augmented-seed2.json"
+    gone = work / "metrics/eval/resnet18-augmented-seed0.json"
     kept = gone.read_bytes()
     gone.unlink()
     try:
-        with pytest.raises(UserError, match=r"metrics/eval/resnet18-augmented-seed2.json: missing \(written by stage "
-                                            r"evaluate@resnet18-augmented-2"):
+        with pytest.raises(UserError, match=r"metrics/eval/resnet18-augmented-seed0.json: missing \(written by stage "
+                                            r"evaluate@resnet18-augmented-0"):
             results.collect("gpu-study", used, out_root=tmp_path / "b")
         gone.write_bytes(kept)  # back, but newer than the stage's run: restored by something else (a dvc checkout)
-        with pytest.raises(UserError, match="outputs of stage evaluate@resnet18-augmented-2 changed after it last ran"):
+        with pytest.raises(UserError, match="outputs of stage evaluate@resnet18-augmented-0 changed after it last ran"):
             results.collect("gpu-study", used, out_root=tmp_path / "b")
     finally:
         gone.write_bytes(kept)
-        finished = json.loads((folder / "timing.json").read_text())["stages"]["evaluate@resnet18-augmented-2"]["finished"]
+        finished = json.loads((folder / "timing.json").read_text())["stages"]["evaluate@resnet18-augmented-0"]["finished"]
         t = datetime.datetime.fromisoformat(finished).timestamp()
         os.utime(gone, (t, t))  # as the stage left it
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

@@ -435,7 +435,8 @@ def folders(root: Path = RESULTS) -> list[Path]:
 
 
 def _acc(m: dict) -> str:
-    return f"{m['mean']:.3f} ± {m['std']:.3f}"
+    """Mean ± std over seeds; one seed has no std (comparison.json's null)."""
+    return f"{m['mean']:.3f}" if m["std"] is None else f"{m['mean']:.3f} ± {m['std']:.3f}"
 
 
 def _gain(d: dict) -> str:
