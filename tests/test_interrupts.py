@@ -68,6 +68,7 @@ def copy(base: Path, dest: Path, *extra: str) -> Path:
 
 
 def check_interrupted(r: subprocess.CompletedProcess, sig: int, output: Path) -> None:
+    """SIGKILL: the process is gone; SIGINT and SIGTERM: one line, exit 2."""
     assert not output.exists(), "the stage finished before the signal: make LONGER longer"
     if sig == signal.SIGKILL:
         assert r.returncode == -signal.SIGKILL
@@ -93,7 +94,7 @@ def test_train_ddpm_resumes_to_the_same_bytes(base, tmp_path, sig):
     assert not (work / state.parent).exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_generate_resumes_to_the_same_bytes(base, tmp_path, sig):
     out = Path("data/generated/synthetic.npz")
     if not (base / "models/ddpm/linear/model.pt").exists():

@@ -122,8 +122,12 @@ class Stage:
         return args, args.pop("params")
 
     def main(self, argv: list[str] | None = None) -> None:
-        """The DVC command: run this stage with the command line's arguments (``runner.run_stage``)."""
+        """The DVC command: run this stage with the command line's arguments (``runner.run_stage``). SIGTERM (a
+        ``kill``, a batch scheduler's time limit) stops it as Ctrl-C does: one line, exit 2, and the checkpoint kept."""
+        import signal
+
         from dreaming_data.runner import run_stage
 
         kwargs, params = self.parse(argv)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         run_stage(self, params, **kwargs)
