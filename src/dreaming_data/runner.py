@@ -4,7 +4,6 @@ for several processes), record its seconds, turn a user mistake into one line.""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -89,8 +88,7 @@ def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:
 
     worker = dd.in_worker()
     if worker:
-        dd.die_with_parent()
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # torchrun's stop: interrupted, like Ctrl-C
+        dd.die_with_parent()  # torchrun's SIGTERM is Ctrl-C already: Stage.main, every stage process's entry
     # a worker of our launcher leaves its reason for the launcher to say once; of a plain torchrun, rank 0 says it
     reason = worker and bool(os.environ.get(dd.ERRORS_ENV))
     silent = worker and (reason or os.environ.get("RANK", "0") != "0")
