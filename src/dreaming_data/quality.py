@@ -128,6 +128,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(((mu1 - mu2) ** 2).sum() + s1.trace() + s2.trace() - 2 * tr_covmean)
 
 
+def frechet_distance_of(feats: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """``frechet_distance`` of the statistics of ``feats`` [N, d] (mean, unbiased covariance) and (mu2, sigma2).
+
+    With N <= d images, S1 = A^T A / (N - 1) for the centred features A [N, d], and S1 S2 shares its nonzero
+    eigenvalues with A S2 A^T / (N - 1) (AB and BA do): a symmetric N x N matrix, >= 0 since S2 is, so
+    tr((S1 S2)^(1/2)) comes from its eigvalsh in N^3 instead of d^3 work (a 20-image cell: ms instead of seconds)."""
+    feats = np.asarray(feats, np.float64)
+    n, d = feats.shape
+    if n > d:
+        return frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), mu2, sigma2)
+    mu1 = feats.mean(0)
+    a, s2 = torch.from_numpy(feats - mu1), torch.from_numpy(np.asarray(sigma2, np.float64))
+    small = a @ s2 @ a.T / (n - 1)
+    tr_covmean = float(torch.linalg.eigvalsh((small + small.T) / 2).clamp(min=0).sqrt().sum())
+    tr_s1 = float((a * a).sum()) / (n - 1)
+    return float(((mu1 - np.asarray(mu2, np.float64)) ** 2).sum() + tr_s1 + s2.trace() - 2 * tr_covmean)
+
+
 def kid(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = 100, subset_size: int = 1000) -> tuple[float, float]:
     """Kernel Inception distance (Bińkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial kernel
     k(a, b) = (a . b / d + 1)^3, averaged over ``subsets`` random subsets of min(``subset_size``, N) images of each
@@ -266,7 +284,7 @@ class Scorer:
     def fid(self, feats: np.ndarray) -> float:
         if len(feats) < 2:
             raise UserError(f"FID needs at least 2 generated images, got {len(feats)}")
-        return frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.reference.mu, self.reference.sigma)
+        return frechet_distance_of(feats, self.reference.mu, self.reference.sigma)
 
     def score(self, x: np.ndarray) -> dict:
         """FID, KID and precision/recall of ``x``; with several processes all extract features and rank 0 scores."""
