@@ -99,6 +99,7 @@ def test_compare_pairs_by_seed_and_by_test_image():
     assert ("significantly better" in d["verdict"]) == d["accuracy"]["significant"]
     assert set(d["per_class"]) == {"a", "b"} and {"recall", "f1"} <= set(d["per_class"]["a"])
     assert isinstance(d["per_class"]["a"]["recall"]["holm"], bool)
+    assert d["holm_survivors"] == {m: sum(d["per_class"][c][m]["holm"] for c in classes) for m in ("recall", "f1")}
 
 
 def test_confident_filter_keeps_the_judges_favourites():

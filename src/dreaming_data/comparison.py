@@ -55,12 +55,15 @@ def _difference(label: str, y: np.ndarray, pred_a: dict[int, np.ndarray], pred_b
     boot = paired_difference(y, np.stack([pred_a[s] for s in seeds]), np.stack([pred_b[s] for s in seeds]),
                              len(classes))
     per_class = {c: {m: _rounded(boot["per_class"][k][m]) for m in ("recall", "f1")} for k, c in enumerate(classes)}
+    survivors = {}
     for m in ("recall", "f1"):
-        for c, keep in zip(classes, holm([boot["per_class"][k][m]["p"] for k in range(len(classes))], ALPHA)):
+        kept = holm([boot["per_class"][k][m]["p"] for k in range(len(classes))], ALPHA)
+        for c, keep in zip(classes, kept):
             per_class[c][m]["holm"] = keep
+        survivors[m] = int(sum(kept))
     return {"seeds": seeds, "test_images": len(y), "method": METHOD,
             "accuracy": _rounded(boot["accuracy"]), "macro_f1": _rounded(boot["macro_f1"]), "per_class": per_class,
-            "verdict": verdict(label, boot["accuracy"])}
+            "holm_survivors": survivors, "verdict": verdict(label, boot["accuracy"])}
 
 
 def compare_runs(results: dict[str, dict[str, dict[int, dict]]], predictions: dict[str, dict[str, dict[int, np.ndarray]]],
