@@ -86,9 +86,8 @@ def stage_env() -> dict:
 
 # Under xdist (--dist loadfile) a file runs whole in one process, files handed out in collection order: the longest
 # end-to-end files first, so that none of them starts last and runs alone. Measured on 2 cores, in minutes:
-# test_pipeline_dvc ~5, test_results ~4, test_experiments_dvc ~3.5, test_distributed ~3.5, test_interrupts ~2.
-LONGEST_FIRST = ("test_pipeline_dvc.py", "test_results.py", "test_experiments_dvc.py", "test_distributed.py",
-                 "test_interrupts.py")
+# test_pipeline_dvc ~6, test_results ~3, test_distributed ~3, test_interrupts ~2.
+LONGEST_FIRST = ("test_pipeline_dvc.py", "test_results.py", "test_distributed.py", "test_interrupts.py")
 
 
 def pytest_collection_modifyitems(items):
