@@ -103,14 +103,17 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     log = tmp_path / "bad.out"
     log.write_text("Running stage 'download':\nerror: data.train_per_class: 40 but class '3' has only 30\n"
                    "ERROR: failed to reproduce 'download': failed to run: python -m dreaming_data.stages.download\n")
-    running = _exp("run", "2026-01-01T00:00:02", 10, 5, 0.0, "running")
+    running = _exp("run", None, 10, 5, 0.0, "running")  # as DVC 3.67 shows one: its temporary workspace's data
+    running["revs"][0]["data"]["rev"] = "workspace"
     running["revs"][0]["data"]["metrics"] = {"dvclive/train_ddpm-linear/metrics.json": {"data": {"step": 120,
                                                                                                    "loss": 0.0812}}}
+    earlier = _exp("run-before", "2026-01-01T00:00:06", 10, 5, 0.0)  # the same point, finished earlier: the
+    # running one is newer, whatever the timestamps
     failed = _exp("bad", "2026-01-01T00:00:03", 40, 0, 0.0, "failed")
     failed["executor"]["local"] = {"log": str(log)}
     failed["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}  # as DVC marks a failed run
     show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
-        _exp("done", "2026-01-01T00:00:01", 10, 0, 0.01), running, failed,
+        _exp("done", "2026-01-01T00:00:01", 10, 0, 0.01), running, earlier, failed,
         _exp("wait", "2026-01-01T00:00:04", 40, 5, 0.0, "queued"), _exp("other", "2026-01-01T00:00:05", 20, 0, 0.0)]}]
     by_state = progress(show, grid)
     assert {k: [e["name"] for e in v] for k, v in by_state.items()} == {
@@ -118,7 +121,8 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     assert progress_line(by_state) == ("curve: 1 queued, 1 running (run: train_ddpm-linear step 120, loss 0.0812), "
                                        "1 done, 1 failed")
     assert last_line(str(log)) == "error: data.train_per_class: 40 but class '3' has only 30"
-    assert [r["experiment"] for r in curve_rows(show, grid)] == ["done"]  # only finished ones are reported
+    # only finished ones are reported: the point now running keeps its earlier result until it finishes
+    assert [r["experiment"] for r in curve_rows(show, grid)] == ["done", "run-before"]
 
 
 @pytest.mark.parametrize("name", ["curve.yaml", "curve-quickstart.yaml"])

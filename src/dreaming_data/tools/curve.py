@@ -20,6 +20,7 @@ GRID_FILE = Path("curve.yaml")
 X_KEY = "merge.synthetic_per_class"  # the x axis
 LINE_KEY = "data.train_per_class"  # one line per value
 STYLE_KEY = "merge.filter"  # line style
+RUNNING_NOW = "9999"  # a running experiment has no timestamp yet: it sorts after every finished one (the newest)
 SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
 
 
@@ -106,12 +107,14 @@ def experiments(show: list) -> list[dict]:
 
     def visit(entry: dict, executor: dict) -> None:
         data = entry.get("data") or {}
-        if data.get("rev") not in (None, "workspace"):  # a failed run's entry has an "error" too: it counts
+        rev = entry.get("rev") or data.get("rev")  # a running one's data is its temporary workspace's: rev "workspace"
+        if rev not in (None, "workspace"):  # (the top entry); a failed run's entry has an "error" too: it counts
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
             metrics = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
-            out.append({"name": entry.get("name") or data.get("rev"), "rev": data.get("rev"),
-                        "timestamp": data.get("timestamp") or "", "params": params, "metrics": metrics,
-                        "state": executor.get("state") or ("failed" if entry.get("error") else "success"),
+            state = executor.get("state") or ("failed" if entry.get("error") else "success")
+            out.append({"name": entry.get("name") or rev, "rev": rev,
+                        "timestamp": data.get("timestamp") or (RUNNING_NOW if state == "running" else ""),
+                        "params": params, "metrics": metrics, "state": state,
                         "log": (executor.get("local") or {}).get("log")})
         for group in entry.get("experiments") or []:
             for rev in group.get("revs") or []:
