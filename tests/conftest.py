@@ -85,8 +85,10 @@ def stage_env() -> dict:
 
 
 # Under xdist (--dist loadfile) a file runs whole in one process, files handed out in collection order: the longest
-# end-to-end files first, so that none of them starts last and runs alone. Measured on 2 cores, in minutes:
-# test_pipeline_dvc ~6, test_results ~3, test_distributed ~3, test_interrupts ~2.
+# end-to-end files first, so that none of them starts last and runs alone. (xdist >= 3.5 hands out the files with the
+# most tests first instead, which started test_pipeline_dvc.py late and left it running alone for minutes: addopts
+# has --no-loadscope-reorder, xdist 3.8.) Measured on 2 cores, in minutes:
+# test_pipeline_dvc ~6-8, test_results ~3, test_distributed ~3, test_interrupts ~2.
 LONGEST_FIRST = ("test_pipeline_dvc.py", "test_results.py", "test_distributed.py", "test_interrupts.py")
 
 

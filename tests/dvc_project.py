@@ -16,7 +16,7 @@ from conftest import ROOT, TINY_PIPELINE, stage_env, tiny_params, write_params
 # here each stage is a process with DVC's bookkeeping. ResNet-18 runs end to end in the GPU job's rehearsal
 # (test_results.py), several seeds in the params-read test (test_dvc_contract.py).
 STUDY = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "data.val_size": 20,
-                         "data.train_per_class": 5, "novelty.per_class": 2}
+                         "data.train_per_class": 5, "novelty.per_class": 1, "ablation.per_class": 1}
 
 
 def sh(*cmd, cwd, check=True):

@@ -51,9 +51,9 @@ def test_repro_runs_every_stage(project):
     cells = ablation["cells"]
     assert set(cells) == {"linear-ancestral-10", "linear-dpmsolver++-10"}
     for cell in cells.values():
-        assert cell["images"] == 20 and cell["kid"] is not None and 0 <= cell["precision"] <= 1 and 0 <= cell["recall"] <= 1
+        assert cell["images"] == 10 and cell["kid"] is not None and 0 <= cell["precision"] <= 1 and 0 <= cell["recall"] <= 1
     assert ablation["reference"] == {"split": "train", "images": 70, "features_for_kid_and_pr": 70}
-    assert ablation["cas_real_images"] == 20 and 0 <= ablation["cas_real"] <= 1  # 2 real images x 10 classes
+    assert ablation["cas_real_images"] == 10 and 0 <= ablation["cas_real"] <= 1  # 1 real image x 10 classes
     for picture in ("noise", "linear-40", "linear-10", "cosine-40", "cosine-10"):
         assert (repo / "plots" / "samples" / f"{picture}.png").stat().st_size > 0
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo).stdout

@@ -38,8 +38,8 @@ TINY_GPU_STUDY = {
     **TINY,
     "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
     "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.train_per_class": 5, "data.val_size": 20,
-    "novelty.per_class": 2,
-    "ablation.steps": [10], "ablation.per_class": 2, "eval.batch_size": 20,
+    "novelty.per_class": 1,
+    "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 20,
 }
 
 
