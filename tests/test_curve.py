@@ -105,14 +105,15 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
                    "ERROR: failed to reproduce 'download': failed to run: python -m dreaming_data.stages.download\n")
     running = _exp("run", None, 10, 5, 0.0, "running")  # as DVC 3.67 shows one: its temporary workspace's data
     running["revs"][0]["data"]["rev"] = "workspace"
-    running["revs"][0]["data"]["metrics"] = {"dvclive/train_ddpm-linear/metrics.json": {"data": {"step": 120,
-                                                                                                   "loss": 0.0812}}}
+    stale = {"dvclive/train_matched-cnn-0/metrics.json": {"data": {"step": 6, "loss": 0.5}}}  # the commit's
+    running["revs"][0]["data"]["metrics"] = {"dvclive/train_ddpm-linear/metrics.json": {"data": {
+        "step": 120, "loss": 0.0812}}} | stale
     earlier = _exp("run-before", "2026-01-01T00:00:06", 10, 5, 0.0)  # the same point, finished earlier: the
     # running one is newer, whatever the timestamps
     failed = _exp("bad", "2026-01-01T00:00:03", 40, 0, 0.0, "failed")
     failed["executor"]["local"] = {"log": str(log)}
     failed["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}  # as DVC marks a failed run
-    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc", "metrics": stale}, "error": None, "experiments": [
         _exp("done", "2026-01-01T00:00:01", 10, 0, 0.01), running, earlier, failed,
         _exp("wait", "2026-01-01T00:00:04", 40, 5, 0.0, "queued"), _exp("other", "2026-01-01T00:00:05", 20, 0, 0.0)]}]
     by_state = progress(show, grid)

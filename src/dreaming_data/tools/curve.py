@@ -102,26 +102,30 @@ def _lookup(tree: dict, dotted: str) -> Any:
 
 def experiments(show: list) -> list[dict]:
     """Every experiment in ``dvc exp show --json`` output, whatever its state: {name, rev, timestamp, params,
-    metrics, state (queued | running | success | failed), log (the queue's log file of it, when there is one)}."""
+    metrics, base (the metrics of the commit it started from), state (queued | running | success | failed), log (the
+    queue's log file of it, when there is one)}."""
     out = []
 
-    def visit(entry: dict, executor: dict) -> None:
+    def metrics_of(data: dict) -> dict:
+        return {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
+
+    def visit(entry: dict, executor: dict, base: dict) -> None:
         data = entry.get("data") or {}
         rev = entry.get("rev") or data.get("rev")  # a running one's data is its temporary workspace's: rev "workspace"
         if rev not in (None, "workspace"):  # (the top entry); a failed run's entry has an "error" too: it counts
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-            metrics = {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
             state = executor.get("state") or ("failed" if entry.get("error") else "success")
             out.append({"name": entry.get("name") or rev, "rev": rev,
                         "timestamp": data.get("timestamp") or (RUNNING_NOW if state == "running" else ""),
-                        "params": params, "metrics": metrics, "state": state,
+                        "params": params, "metrics": metrics_of(data), "base": base, "state": state,
                         "log": (executor.get("local") or {}).get("log")})
         for group in entry.get("experiments") or []:
             for rev in group.get("revs") or []:
-                visit(rev | {"name": rev.get("name") or group.get("name")}, group.get("executor") or {})
+                visit(rev | {"name": rev.get("name") or group.get("name")}, group.get("executor") or {},
+                      metrics_of(data))
 
     for entry in show:
-        visit(entry, {})
+        visit(entry, {}, {})
     return out
 
 
@@ -145,7 +149,8 @@ def last_line(log: str | None) -> str:
 
 def progress(show: list, grid: Grid) -> dict[str, list[dict]]:
     """The grid's experiments by state (queued, running, success, failed): the newest experiment of each
-    combination counts; a running one carries its live step (the furthest DVCLive summary it has written)."""
+    combination counts; a running one carries its live step: a DVCLive summary it has written (one that differs
+    from the commit's it started from: its workspace starts with those)."""
     newest: dict[tuple, dict] = {}
     for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
         combo = _in_grid(exp, grid)
@@ -153,7 +158,8 @@ def progress(show: list, grid: Grid) -> dict[str, list[dict]]:
             newest[combo] = exp
     by_state: dict[str, list[dict]] = {"queued": [], "running": [], "success": [], "failed": []}
     for exp in newest.values():
-        live = [(path, m) for path, m in exp["metrics"].items() if Path(path).parts[0] == "dvclive" and "step" in m]
+        live = [(path, m) for path, m in exp["metrics"].items()
+                if Path(path).parts[0] == "dvclive" and "step" in m and m != exp["base"].get(path)]
         exp["live"] = live[-1] if live else None
         by_state.setdefault(exp["state"], []).append(exp)
     return by_state
