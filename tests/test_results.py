@@ -119,10 +119,14 @@ def rehearsal(tmp_path_factory):
     shutil.copytree(work, cut)
     full = job(work, base / "out", 900, site)
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
-    # cut short at an eighth of the full study's wall time, whatever the machine's load (the first stage takes about a
-    # twentieth): the study gets BUDGET - 20 s
-    wall = int(re.search(r"study wall: (\d+) s", (base / "out" / "study.log").read_text()).group(1))
-    short = job(cut, base / "out-cut", 20 + max(8, wall // 8), site)
+    # cut short after the first stage, with room for it to take three times as long as in the full job (the other
+    # test process's load changes), and long before the end: the study gets BUDGET - 20 s
+    log = (base / "out" / "study.log").read_text()
+    wall = int(re.search(r"study wall: (\d+) s", log).group(1))
+    first = float(re.search(r"^=== [^:\n]+: ([\d.]+) s$", log, re.M).group(1))
+    study = max(8, wall // 8, int(3 * first) + 5)
+    assert study < wall // 2, (study, wall)
+    short = job(cut, base / "out-cut", 20 + study, site)
     return work, base, prep, short, full
 
 
