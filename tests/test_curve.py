@@ -132,3 +132,27 @@ def test_committed_grids_pass_their_checks(name):
     curve-quickstart.yaml asking for more dreams than the profile generates)."""
     grid = load_grid(ROOT / name, default_params())
     assert len(queue_commands(grid)) >= 1
+
+
+def test_exp_show_while_the_queue_runs_tries_again(monkeypatch):
+    """An experiment that finishes during `dvc exp show` removes the temporary workspace DVC is reading (it exits 255,
+    "directory '.../.dvc/tmp/exps/tmpXXXX/.dvc' does not exist"): the follower asks again; three failures in a row
+    are one line and exit 2."""
+    import subprocess
+
+    from dreaming_data import cli
+
+    answers = [(255, "", "ERROR: failed to show experiments - directory '/p/.dvc/tmp/exps/tmp1/.dvc' does not exist"),
+               (0, "[]", "")]
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        rc, out, err = answers.pop(0) if answers else (255, "", "ERROR: still broken")
+        return subprocess.CompletedProcess(cmd, rc, out, err)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert cli._exp_show(attempts=3, wait_s=0) == [] and len(calls) == 2
+    with pytest.raises(SystemExit) as stopped:
+        cli._exp_show(attempts=3, wait_s=0)
+    assert stopped.value.code == 2 and len(calls) == 5

@@ -232,15 +232,20 @@ def fid(
           f"recall {q['recall']:.3f}  ({len(fake)} images of {images} against {ref.count} of {source})")
 
 
-def _exp_show() -> list:
-    """``dvc exp show --json``, parsed (a one-line error when DVC cannot answer)."""
+def _exp_show(attempts: int = 1, wait_s: float = 2.0) -> list:
+    """``dvc exp show --json``, parsed (a one-line error when DVC cannot answer ``attempts`` times in a row: while
+    the queue runs, an experiment that finishes mid-call removes the temporary workspace DVC is reading)."""
     import json
     import subprocess
+    import time
 
-    show = subprocess.run([*DVC, "exp", "show", "--json"], capture_output=True, text=True)
-    if show.returncode != 0:
-        fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
-    return json.loads(show.stdout)
+    for attempt in range(attempts):
+        show = subprocess.run([*DVC, "exp", "show", "--json"], capture_output=True, text=True)
+        if show.returncode == 0:
+            return json.loads(show.stdout)
+        if attempt + 1 < attempts:
+            time.sleep(wait_s)
+    fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
 
 
 def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
@@ -254,7 +259,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
 
     said, reported, idle, gone = "", set(), 0, 0
     while True:
-        by_state = progress(_exp_show(), g)
+        by_state = progress(_exp_show(attempts=3), g)
         line = progress_line(by_state)
         if line != said:
             print(line, flush=True)
