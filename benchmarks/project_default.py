@@ -111,7 +111,8 @@ def measure(p, sizes: projection.Sizes, paths: set[tuple[str, str]], device: tor
                 result = rate(lambda: predict(model, norm, images, device, p.runtime), len(images), device, seconds)
         elif path == "inception":
             net = InceptionFeatures(inception_weights)
-            images = np.random.default_rng(0).integers(0, 256, (2 * p.eval.batch_size, H, W, C), dtype=np.uint8)
+            # one batch of the stages' size per call (an image's cost does not depend on how many batches follow)
+            images = np.random.default_rng(0).integers(0, 256, (p.eval.batch_size, H, W, C), dtype=np.uint8)
             result = rate(lambda: inception_features(images, None, device, p.eval.batch_size, net=net), len(images),
                           device, seconds)
         else:
