@@ -11,12 +11,13 @@ from pathlib import Path
 
 from conftest import ROOT, TINY_PIPELINE, stage_env, tiny_params, write_params
 
-# The tiny pipeline with the small CNN alone, one seed and few images for Inception (~5 per second on a CPU core:
-# 50 training + 20 validation images):
-# here each stage is a process with DVC's bookkeeping. ResNet-18 runs end to end in the GPU job's rehearsal
-# (test_results.py), several seeds in the params-read test (test_dvc_contract.py).
-STUDY = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "data.val_size": 20,
-                         "data.train_per_class": 5, "novelty.per_class": 1, "ablation.per_class": 1}
+# The tiny pipeline with the small CNN alone, one seed, one sample grid per schedule and few images for Inception (~5
+# per second on a CPU core: 30 training + 10 validation images):
+# here each stage is a process with DVC's bookkeeping. ResNet-18 and the T-step grids run end to end in the GPU job's
+# rehearsal (test_results.py), several seeds in the params-read test (test_dvc_contract.py).
+STUDY = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "data.val_size": 10,
+                         "data.train_per_class": 3, "novelty.per_class": 1, "ablation.per_class": 1,
+                         "sample.steps": [10]}
 
 
 def sh(*cmd, cwd, check=True):

@@ -158,7 +158,7 @@ TINY_RUN = TINY_PIPELINE | {
     "merge.filter": "confident",  # reads merge.keep_fraction and the judge
     "merge.synthetic_per_class": 3,
     # fewer images for Inception (on a CPU core, ~5 per second): what a stage reads does not depend on how many
-    "data.val_size": 20, "data.train_per_class": 5, "novelty.per_class": 1, "ablation.per_class": 1,
+    "data.val_size": 10, "data.train_per_class": 3, "novelty.per_class": 1, "ablation.per_class": 1,
 }
 
 

@@ -37,9 +37,9 @@ TINY_GPU_STUDY = {
     "classifier.judge": "simple_cnn",
     **TINY,
     "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
-    "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.train_per_class": 5, "data.val_size": 20,
+    "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.train_per_class": 3, "data.val_size": 10,
     "novelty.per_class": 1,
-    "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 20,
+    "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 10,
 }
 
 
