@@ -105,6 +105,18 @@ def project(root: Path, **overrides) -> Path:
     return root
 
 
+def data_of(trained: Path, root: Path) -> Path:
+    """A project folder with the data stage's outputs of ``trained`` (the same data params) and no model."""
+    from dreaming_data.stages.download import SPLITS
+
+    root.mkdir(parents=True)
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    for path in [*SPLITS.values(), Path("metrics/data.json")]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(trained / path, root / path)
+    return root
+
+
 def with_nproc(root: Path, n: int, **overrides) -> None:
     write_params(root / "params.yaml", tiny_params(**EXACT | {"runtime.nproc": n} | overrides))
 
@@ -147,10 +159,10 @@ def test_sampling_in_two_processes_writes_the_same_bytes_once(trained, tmp_path)
     assert written[2] == written[1]
 
 
-def test_ddpm_training_in_two_processes_is_one_process_up_to_rounding(tmp_path):
+def test_ddpm_training_in_two_processes_is_one_process_up_to_rounding(trained, tmp_path):
     """One optimizer step on the 100 training images (ddpm.batch_size 128 is more than there are: the batch is all
     100, split 50/50): the same loss and weights as one process."""
-    root = project(tmp_path / "p", **{"ddpm.epochs": 1, "ddpm.batch_size": 128})
+    root = data_of(trained, tmp_path / "p")
     models = {}
     for n in (1, 2):
         with_nproc(root, n, **{"ddpm.epochs": 1, "ddpm.batch_size": 128})
@@ -185,9 +197,9 @@ def test_classifier_training_in_two_processes_is_one_process_up_to_rounding(trai
     assert json.loads((root / "metrics/train/resnet18-baseline-seed0.json").read_text())["optimizer_steps"] == 2
 
 
-def test_two_process_checkpoint_resumes_under_two_and_under_one(tmp_path):
+def test_two_process_checkpoint_resumes_under_two_and_under_one(trained, tmp_path):
     longer = {"ddpm.epochs": 15, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
-    root = project(tmp_path / "p", **longer)
+    root = data_of(trained, tmp_path / "p")
     with_nproc(root, 2, **longer)
     run(stage("train_ddpm", "linear"), root)
     uninterrupted = (root / "models/ddpm/linear/model.pt").read_bytes()
@@ -310,8 +322,8 @@ def test_several_nodes_through_srun(trained, tmp_path):
         "error: models/ddpm/cosine/model.pt: missing (run `dvc repro train_ddpm@cosine` first)"], r.stderr[-3000:]
 
 
-def test_a_worker_error_is_one_line(tmp_path):
-    root = project(tmp_path / "p")
+def test_a_worker_error_is_one_line(trained, tmp_path):
+    root = data_of(trained, tmp_path / "p")
     with_nproc(root, 2)
     r = run(stage("generate"), root, ok=False)  # no trained model here
     assert r.returncode == 2

@@ -52,22 +52,34 @@ def test_cut_to_drops_what_was_logged_after_the_checkpoint(tmp_path):
         shutil.rmtree("dvclive", ignore_errors=True)
 
 
+LIVE = {"ddpm.epochs": 10, "generate.per_class": 8}
+
+
 def project(root: Path, **overrides) -> Path:
     root.mkdir()
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
-    write_params(root / "params.yaml", tiny_params(**{"ddpm.epochs": 10, "generate.per_class": 8} | overrides))
+    write_params(root / "params.yaml", tiny_params(**LIVE | overrides))
     run(stage("download"), root)
     return root
 
 
-@pytest.mark.slow
-def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path):
+def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path, monkeypatch):
+    """The stages in this process, as `dreaming-data quickstart --no-dvc` runs them (what a stage logs does not
+    depend on how it was started)."""
+    from dreaming_data.runner import run_stage
+    from dreaming_data.tools.registry import stages
+
     made = {}
     for every in (0, 1):
-        root = project(tmp_path / f"live{every}", **{"runtime.live_every": every})
-        for cmd in (stage("train_ddpm", "linear"), stage("train_classifier", "simple_cnn", "baseline", "0"),
-                    stage("generate")):
-            run(cmd, root)
+        root = tmp_path / f"live{every}"
+        root.mkdir()
+        shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+        write_params(root / "params.yaml", tiny_params(**LIVE | {"runtime.live_every": every}))
+        monkeypatch.chdir(root)
+        for name, kw in (("download", {}), ("train_ddpm", {"schedule": "linear"}),
+                         ("train_classifier", {"arch": "simple_cnn", "variant": "baseline", "seed": 0}),
+                         ("generate", {})):
+            run_stage(stages()[name], "params.yaml", **kw)
         made[every] = {f: (root / f).read_bytes() for f in OUTPUTS}
         live = root / "dvclive"
         assert live.exists() == bool(every)
