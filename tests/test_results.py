@@ -150,8 +150,28 @@ def test_the_gpu_job_travels_imports_and_returns_within_the_limits(rehearsal):
     log = (base / "out" / "study.log").read_text()
     assert "ModuleNotFoundError" not in log + full.stderr and "Traceback" not in log, log[-3000:]
     assert "=== ablation:" in log and "study wall:" in log
-    assert json.loads((base / "out" / "projection-default.json").read_text())["stages"]
+    check_projection(json.loads((base / "out" / "projection-default.json").read_text()),
+                     (base / "out" / "projection.log").read_text())
     assert "sample guided batch" in (base / "out" / "bench.log").read_text()
+
+
+def check_projection(result: dict, log: str) -> None:
+    """benchmarks/project_default.py as the job ran it: params.yaml with the job's data and the rehearsal's overrides,
+    every stage of those params in order, a rate for each code path they use, totals that add up."""
+    p = parse_params(apply_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), result["overrides"]))
+    # the job's own three (the CIFAR-10 archive, the fp16 Inception weights), then the rehearsal's, which win
+    assert result["overrides"] == {"eval.fid_weights": ".gpu/inception-fp16.pt"} | TINY_GPU_STUDY
+    assert result["params"] == f"params.yaml + {3 + len(TINY_GPU_STUDY)} overrides" and result["device"].startswith("CPU")
+    assert [row["stage"] for row in result["stages"]] == [i.label for i in registry.ordered(p)]
+    assert result["total_s"] == pytest.approx(sum(row["total_s"] for row in result["stages"]))
+    assert {(r["path"], r["key"]) for r in result["rates"]} == {
+        ("ddpm_step", "linear"), ("ddpm_step", "cosine"), ("sample", "ancestral@4"), ("sample", "ancestral@30"),
+        ("sample", "ddim@4"), ("classifier_step", "simple_cnn"), ("classifier_step", "resnet18"),
+        ("predict", "simple_cnn"), ("predict", "resnet18"), ("inception", "")}
+    assert all(r["units_per_s"] > 0 for r in result["rates"])
+    rows = {row["stage"]: row for row in result["stages"]}
+    assert rows["generate"]["total_s"] > 0 and rows["compare"]["total_s"] == 0
+    assert "| **total** |" in log
 
 
 @pytest.mark.slow
