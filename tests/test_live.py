@@ -98,7 +98,7 @@ def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path, monkeypatch)
 def test_a_resumed_run_continues_the_curve_without_a_gap_or_a_repeat(tmp_path):
     import torch
 
-    root = project(tmp_path / "p", **{"ddpm.epochs": 50, "ddpm.checkpoint_minutes": 0.02, "runtime.live_every": 5})
+    root = project(tmp_path / "p", **{"ddpm.epochs": 100, "ddpm.checkpoint_minutes": 0.05, "runtime.live_every": 5})
     state = root / "checkpoints" / "train_ddpm-linear" / "state.pt"
     proc = subprocess.Popen(stage("train_ddpm", "linear"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=stage_env())
@@ -115,7 +115,7 @@ def test_a_resumed_run_continues_the_curve_without_a_gap_or_a_repeat(tmp_path):
     resumed = int(r.stdout.split("at step ")[1].split("/")[0])
     assert resumed < logged
     steps = [int(r["step"]) for r in rows_or_none(root)]
-    assert steps == list(range(5, 150 + 1, 5)), steps  # 50 epochs of 3 steps, every 5th: none twice, none missing
+    assert steps == list(range(5, 300 + 1, 5)), steps  # 100 epochs of 3 steps, every 5th: none twice, none missing
 
 
 def rows_or_none(root: Path) -> list[dict]:
