@@ -55,14 +55,19 @@ def test_cut_to_drops_what_was_logged_after_the_checkpoint(tmp_path):
 LIVE = {"ddpm.epochs": 10, "generate.per_class": 8}
 
 
-def project(root: Path, **overrides) -> Path:
+def folder(root: Path, **overrides) -> Path:
     root.mkdir()
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     write_params(root / "params.yaml", tiny_params(**LIVE | overrides))
-    run(stage("download"), root)
     return root
 
 
+def project(root: Path, **overrides) -> Path:
+    run(stage("download"), folder(root, **overrides))
+    return root
+
+
+@pytest.mark.slow
 def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path, monkeypatch):
     """The stages in this process, as `dreaming-data quickstart --no-dvc` runs them (what a stage logs does not
     depend on how it was started)."""
@@ -71,10 +76,7 @@ def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path, monkeypatch)
 
     made = {}
     for every in (0, 1):
-        root = tmp_path / f"live{every}"
-        root.mkdir()
-        shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
-        write_params(root / "params.yaml", tiny_params(**LIVE | {"runtime.live_every": every}))
+        root = folder(tmp_path / f"live{every}", **{"runtime.live_every": every})
         monkeypatch.chdir(root)
         for name, kw in (("download", {}), ("train_ddpm", {"schedule": "linear"}),
                          ("train_classifier", {"arch": "simple_cnn", "variant": "baseline", "seed": 0}),
