@@ -17,7 +17,7 @@ from conftest import ROOT, TINY_PIPELINE, stage_env, tiny_params, write_params
 # rehearsal (test_results.py), several seeds in the params-read test (test_dvc_contract.py).
 STUDY = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "data.val_size": 10,
                          "data.train_per_class": 3, "novelty.per_class": 1, "ablation.per_class": 1,
-                         "sample.steps": [10]}
+                         "sample.steps": [10], "merge.synthetic_per_class": 6}  # 6: every dream (a curve point)
 
 
 def sh(*cmd, cwd, check=True):

@@ -94,17 +94,18 @@ def test_forced_rerun_trains_again(project):
     after = json.loads((repo / "metrics" / "ddpm-linear.json").read_text())
     assert after["resumed_from_step"] == 0 and after["steps"] == before["steps"]
     assert isinstance(after["images_per_s"], float) and after["images_per_s"] > 0
-    # a code edit DVC reacts to re-runs the stages that execute the file, and they recompute too
-    unet = repo / "src" / "dreaming_data" / "unet.py"
-    text = unet.read_text()
+    # a code edit DVC reacts to re-runs the stages that execute the file, and they recompute: the merged set is the
+    # same bytes, so nothing downstream follows; back to the committed code, DVC's run cache has its outputs
+    merge = repo / "src" / "dreaming_data" / "stages" / "merge.py"
+    text = merge.read_text()
     try:
-        unet.write_text(text + "\n# edited\n")
-        stages = ran(sh("dvc", "repro", "train_ddpm@cosine", cwd=repo).stdout)
-        assert stages == {"train_ddpm@cosine"}
-        assert json.loads((repo / "metrics" / "ddpm-cosine.json").read_text())["resumed_from_step"] == 0
+        merge.write_text(text + "\n# edited\n")
+        assert set(json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)) == {"merge"}
+        assert ran(sh("dvc", "repro", cwd=repo).stdout) == {"merge"}
     finally:
-        unet.write_text(text)
-    sh("dvc", "repro", cwd=repo)  # back to the committed code (CPU training is bit-exact: same model bytes)
+        merge.write_text(text)
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert ran(out) == set() and "Stage 'merge' is cached" in out, out
     # rewording the ablation's report marks that stage alone: no training, generation or merge stage executes it
     report = repo / "src" / "dreaming_data" / "stages" / "ablation.py"
     text = report.read_text()
@@ -138,17 +139,18 @@ def test_params_changes_rerun_only_dependent_stages(project):
         assert "sample_grid@linear-10" in stages and "train_ddpm@linear" not in stages
         # fewer dreams: the largest count stays generated and the baselines stay trained; only merge re-runs
         # (a dry run cannot know yet that its output changes: then the augmented and matched runs follow)
-        (repo / "params.yaml").write_text(params.replace("synthetic_per_class: null", "synthetic_per_class: 3"))
+        (repo / "params.yaml").write_text(params.replace("synthetic_per_class: 6", "synthetic_per_class: 3"))
         assert would_run() == {"merge"}
-        # a real run: a new DDPM learning rate re-trains the model and redraws its grid, and leaves the data
         assert ddpm_lr_line in params
         (repo / "params.yaml").write_text(params.replace(ddpm_lr_line, "  lr: 0.002\n  grad_clip", 1))
         assert {"train_ddpm@linear", "train_ddpm@cosine"} <= would_run()
-        stages = ran(sh("dvc", "repro", "sample_grid@linear-10", cwd=repo).stdout)
-        assert stages == {"train_ddpm@linear", "sample_grid@linear-10"}
+        # a real run does what the dry run said: a new guidance redraws the grid and trains nothing
+        (repo / "params.yaml").write_text(params.replace("guidance: 1.8", "guidance: 2.0"))
+        assert ran(sh("dvc", "repro", "sample_grid@linear-10", cwd=repo).stdout) == {"sample_grid@linear-10"}
     finally:
         (repo / "params.yaml").write_text(params)
-    sh("dvc", "repro", cwd=repo)  # back to the committed params: DVC's run cache restores the outputs
+    # back to the committed params: the grid again (DVC keeps no run cache of a stage with an uncached output)
+    assert ran(sh("dvc", "repro", cwd=repo).stdout) == {"sample_grid@linear-10"}
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
@@ -219,8 +221,8 @@ def test_remote_round_trip(project, tmp_path):
 
 
 def test_experiment_reruns_only_classifier_side(project):
-    """The curve's point without dreams (the next test finds it in DVC's run cache): the merged set and what trains
-    on it re-run; the data, the DDPMs, generation and the baseline come from the study's run."""
+    """The point without dreams as an experiment in the workspace: the merged set and what trains on it re-run; the
+    data, the DDPMs, generation and the baseline come from the study's run; no dreams, no gain."""
     repo, _ = project
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "results", "--allow-empty", cwd=repo)  # (the remote test may have committed them)
@@ -230,21 +232,24 @@ def test_experiment_reruns_only_classifier_side(project):
             "evaluate@simple_cnn-augmented-0", "compare"} <= stages
     assert not {s for s in stages if s.startswith(("train_ddpm", "generate", "download", "sample_"))
                 or "baseline-0" in s}, stages
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())["simple_cnn"]
+    assert summary["augmented"] == summary["baseline"] and summary["augmented_minus_baseline"] == 0
     diff = json.loads(sh("dvc", "metrics", "diff", "--json", cwd=repo).stdout)
     assert "metrics/comparison.json" in diff and "simple_cnn.augmented" in diff["metrics/summary.json"]
 
 
 def test_curve_queues_a_grid_and_reports_it(project):
     """After the other tests (its grid commits): a 2 x 1 grid on digits at tiny size, run by DVC's own queue,
-    followed through `dvc exp show --json` and read back. Its point without dreams is the previous test's experiment
-    (every stage from DVC's run cache); the grid's 1,000 real images per class do not exist, so that point fails, said
-    by name with its error; `dvc metrics diff` compares the point without dreams with the study's commit, which has
-    them. (Grids of several values per key: test_curve.py, on DVC's JSON.)"""
+    followed through `dvc exp show --json` and read back. Its point with dreams is the study's own params (every stage
+    up to date: nothing trains again); the grid's 1,000 real images per class do not exist, so that point fails,
+    said by name with its error; `dvc metrics diff` compares the report's experiment with the previous test's,
+    which has no dreams. (Grids of several values per key: test_curve.py, on DVC's JSON.)"""
     repo, _ = project
     sh("git", "checkout", "--", ".", cwd=repo)  # the previous test's experiment is in the workspace: the study's again
+    study = json.loads((repo / "metrics" / "summary.json").read_text())["simple_cnn"]
     (repo / "grid.yaml").write_text(
         "target: compare\nfixed:\n  classifier.archs: [simple_cnn]\n  classifier.judge: simple_cnn\n"
-        "  merge.filter: none\nsweep:\n  data.train_per_class: [3, 1000]\n  merge.synthetic_per_class: [0]\n")
+        "  merge.filter: none\nsweep:\n  data.train_per_class: [3, 1000]\n  merge.synthetic_per_class: [6]\n")
     sh("git", "add", "-A", cwd=repo)  # the grid, and the study's results if no earlier test committed them
     sh("git", "commit", "-qm", "grid", cwd=repo)
     r = sh(sys.executable, "-m", "dreaming_data.cli", "curve", "--grid", "grid.yaml", "--jobs", "2", cwd=repo,
@@ -256,11 +261,14 @@ def test_curve_queues_a_grid_and_reports_it(project):
     assert r.stderr.strip().splitlines()[-1].startswith("error: 1 experiment(s) of the grid failed: ")
     md = (repo / "reports" / "curve.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| simple_cnn |")]
-    assert len(rows) == 1 and rows[0].startswith("| simple_cnn | 3 | 0 |"), md
-    assert "+0.0000 [+0.0000, +0.0000]" in rows[0]  # no dreams: augmented trains exactly like baseline
+    assert len(rows) == 1 and rows[0].startswith("| simple_cnn | 3 | 6 |"), md
+    gain = [study[f"augmented_minus_baseline{part}"] for part in ("", "_low", "_high")]
+    assert "{:+.4f} [{:+.4f}, {:+.4f}]".format(*gain) in rows[0], (rows[0], gain)  # the study's own result
+    exp = rows[0].split("|")[-2].strip()
+    assert ran(sh("dvc", "queue", "logs", exp, cwd=repo).stdout) == set()  # every stage up to date
     assert (repo / "plots" / "curve.png").stat().st_size > 10000
     show = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
     assert len([e for entry in show for e in (entry.get("experiments") or [])]) == 2
-    none_exp = rows[0].split("|")[-2].strip()
-    diff = sh("dvc", "metrics", "diff", "HEAD", none_exp, "--targets", "metrics/summary.json", cwd=repo).stdout
+    no_dreams, = sh("dvc", "exp", "list", "--rev", "HEAD~1", "--name-only", cwd=repo).stdout.split()
+    diff = sh("dvc", "metrics", "diff", no_dreams, exp, "--targets", "metrics/summary.json", cwd=repo).stdout
     assert "simple_cnn.augmented" in diff and "simple_cnn.augmented_minus_baseline" in diff
