@@ -48,7 +48,7 @@ def rate(fn, units: int, device: torch.device, seconds: float) -> tuple[float, f
     sync(device)
     first = time.perf_counter() - t0
     calls, t0 = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - t0 < seconds:
+    while calls < 1 or time.perf_counter() - t0 < seconds:
         fn()
         calls += 1
         sync(device)

@@ -26,8 +26,9 @@ from dreaming_data.errors import UserError
 
 # The GPU study profile made tiny for a CPU: digits at 8x8 as in the quickstart, TINY's sizes with fewer images for
 # Inception, one seed (the profile's 3 are checked by test_every_profile_is_valid_and_listed; several seeds end to
-# end: test_dvc_contract.py), its ablation cells at one step count on the linear schedule. Every other key (both
-# schedules and archs, DDIM generation, the samplers) is the profile's.
+# end: test_dvc_contract.py), its ablation cells at one step count on the linear schedule, Inception 2 images at a
+# time (the projection times one such batch per call). Every other key (both schedules and archs, DDIM generation,
+# the samplers) is the profile's.
 TINY_GPU_STUDY = {
     "runtime.device": "cpu", "runtime.num_workers": 2,
     "data.source": "digits", "data.path": None, "data.image_size": 8,
@@ -39,7 +40,7 @@ TINY_GPU_STUDY = {
     "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
     "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.train_per_class": 3, "data.val_size": 10,
     "novelty.per_class": 1,
-    "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 10,
+    "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 2,
 }
 
 
