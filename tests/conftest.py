@@ -83,6 +83,22 @@ def stage_env() -> dict:
     return env
 
 
+def prepare_data(root: Path) -> Path:
+    """The data stage's outputs for ``root``/params.yaml, computed in this process as `--no-dvc` runs it: for
+    fixtures that need the data, not the stage's process (a data stage process's start-up, torch and scikit-learn,
+    costs more than its work here; its process runs in test_faults.py and the DVC studies)."""
+    from dreaming_data.runner import run_stage
+    from dreaming_data.tools.registry import stages
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        run_stage(stages()["download"], "params.yaml")
+    finally:
+        os.chdir(old)
+    return root
+
+
 
 # Under xdist (--dist loadfile) a file runs whole in one process, files handed out in collection order: the longest
 # end-to-end files first, so that none of them starts last and runs alone. (xdist >= 3.5 hands out the files with the

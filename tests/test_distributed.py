@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
 from dreaming_data import distributed as dd
 from dreaming_data.config import parse_params
 from dreaming_data.tools import registry
@@ -101,8 +101,7 @@ def project(root: Path, **overrides) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     write_params(root / "params.yaml", tiny_params(**EXACT | overrides))
-    run(stage("download"), root)
-    return root
+    return prepare_data(root)
 
 
 def data_of(trained: Path, root: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
 
 SHORT = {"ddpm.epochs": 2}
 
@@ -39,7 +39,7 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults")
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     write_params(root / "params.yaml", tiny_params(**SHORT))
-    stage(root, "download", ok=True)
+    prepare_data(root)
     stage(root, "train_ddpm", "linear", ok=True)
     return root
 
@@ -255,7 +255,7 @@ def test_the_default_ddpm_on_a_cpu_prints_its_projection(tmp_path):
     write_params(tmp_path / "params.yaml", apply_overrides(default_params(), {
         "data.source": "digits", "data.val_size": 50, "data.train_per_class": 100, "ddpm.batch_size": 8,
         "runtime.num_workers": 2}))
-    stage(tmp_path, "download", ok=True)
+    prepare_data(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "dreaming_data.stages.train_ddpm", "linear"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=stage_env(),
                             start_new_session=True)

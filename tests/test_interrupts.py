@@ -1,4 +1,4 @@
-"""Kill a stage mid-run (SIGKILL: power loss; SIGINT: Ctrl-C), run it again, and get the bytes an uninterrupted run
+"""Kill a stage mid-run (SIGKILL: power loss; SIGTERM: what Ctrl-C does), run it again, and get the bytes an uninterrupted run
 writes. Real stage scripts in subprocesses, on tiny digits configurations."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import prepare_data, stage_env, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,7 @@ def base(tmp_path_factory) -> Path:
     """A project folder with params and the data stage's outputs."""
     root = tmp_path_factory.mktemp("kill")
     write_params(root / "params.yaml", tiny_params(**LONGER))
-    run(stage("download"), root)
-    return root
+    return prepare_data(root)
 
 
 def copy(base: Path, dest: Path, *extra: str) -> Path:
@@ -77,8 +76,10 @@ def check_interrupted(r: subprocess.CompletedProcess, sig: int, output: Path) ->
         assert r.stderr.strip().splitlines()[-1].startswith("error: interrupted; rerun the stage to resume")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_train_ddpm_resumes_to_the_same_bytes(base, tmp_path, sig):
+def test_train_ddpm_resumes_to_the_same_bytes(base, tmp_path):
+    """After power loss (Ctrl-C's save-and-stop: test_models.py with a real SIGINT, test_distributed.py through the
+    launcher of two processes)."""
+    sig = signal.SIGKILL
     model = Path("models/ddpm/linear/model.pt")
     state = Path("checkpoints/train_ddpm-linear/state.pt")
     if not (base / model).exists():  # the uninterrupted reference, once
@@ -95,7 +96,8 @@ def test_train_ddpm_resumes_to_the_same_bytes(base, tmp_path, sig):
 
 
 # SIGTERM is Ctrl-C in every stage process (Stage.main): here for generation, and for a torchrun worker in
-# test_distributed.py; the classifier's Ctrl-C saves through the training loop the DDPM's shares (SIGINT above)
+# test_distributed.py; the training loop the DDPM and the classifier share saves on Ctrl-C: test_models.py (a real
+# SIGINT in the test process) and test_distributed.py (Ctrl-C to the launcher of two processes)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_generate_resumes_to_the_same_bytes(base, tmp_path, sig):
     out = Path("data/generated/synthetic.npz")

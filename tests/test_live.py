@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
 from dreaming_data.live import LiveLog, cut_to
 
 OUTPUTS = ["models/ddpm/linear/model.pt", "plots/ddpm/loss-linear.csv", "models/classifier/simple_cnn-baseline-seed0.pt",
@@ -63,8 +63,7 @@ def folder(root: Path, **overrides) -> Path:
 
 
 def project(root: Path, **overrides) -> Path:
-    run(stage("download"), folder(root, **overrides))
-    return root
+    return prepare_data(folder(root, **overrides))
 
 
 @pytest.mark.slow
