@@ -197,7 +197,7 @@ def test_classifier_training_in_two_processes_is_one_process_up_to_rounding(trai
 
 
 def test_two_process_checkpoint_resumes_under_two_and_under_one(trained, tmp_path):
-    longer = {"ddpm.epochs": 15, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
+    longer = {"ddpm.epochs": 8, "ddpm.checkpoint_minutes": 0.0005, "unet.dropout": 0.1}
     root = data_of(trained, tmp_path / "p")
     with_nproc(root, 2, **longer)
     run(stage("train_ddpm", "linear"), root)
