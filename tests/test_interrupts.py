@@ -17,7 +17,7 @@ from conftest import prepare_data, stage_env, tiny_params, write_params
 pytestmark = pytest.mark.slow
 
 LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkpoints every step or chunk
-    "ddpm.epochs": 10,
+    "ddpm.epochs": 25,
     "ddpm.checkpoint_minutes": 0.0005,
     "generate.per_class": 12,
     "generate.steps": 15,
