@@ -248,10 +248,11 @@ def _exp_show(attempts: int = 1, wait_s: float = 2.0) -> list:
     fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
 
 
-def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
+def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[dict], list]:
     """Wait until none of the grid's experiments is queued or running, from `dvc exp show --json`: a line whenever
     the counts change, a running one's live step, each failed one by name with its log's last line; the queue's
-    workers are started again when they stopped with experiments left. Returns the failed experiments."""
+    workers are started again when they stopped with experiments left. Returns the failed experiments and the last
+    `dvc exp show` (every experiment finished: what the report reads)."""
     import subprocess
     import time
 
@@ -259,7 +260,8 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
 
     said, reported, idle, gone = "", set(), 0, 0
     while True:
-        by_state = progress(_exp_show(attempts=3), g)
+        show = _exp_show(attempts=3)
+        by_state = progress(show, g)
         line = progress_line(by_state)
         if line != said:
             print(line, flush=True)
@@ -274,7 +276,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> list[dict]:
             if missing:
                 print(f"curve: {missing} experiment(s) of the grid are not in `dvc exp show` (see `dvc queue status`)",
                       file=sys.stderr, flush=True)
-            return by_state["failed"]
+            return by_state["failed"], show
         gone = gone + 1 if missing and not by_state["queued"] and not by_state["running"] else 0
         idle = idle + 1 if not by_state["running"] else 0
         if idle == 3:  # queued, nothing running for three polls: the workers stopped
@@ -307,6 +309,7 @@ def curve(
     except UserError as exc:
         fail(str(exc))
     failed: list[dict] = []
+    show = None
     if not report:
         for args in queue_commands(g):
             print("$ dvc " + " ".join(args), flush=True)
@@ -322,9 +325,9 @@ def curve(
         if not wait:
             print("running in DVC's queue (`dvc exp show`); then `dreaming-data curve --report`")
             return
-        failed = _follow_queue(g, jobs, env)
+        failed, show = _follow_queue(g, jobs, env)
     try:
-        rows = curve_rows(_exp_show(), g)
+        rows = curve_rows(show if show is not None else _exp_show(), g)
         write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
     except UserError as exc:
         fail(str(exc))
