@@ -87,15 +87,13 @@ def prepare_data(root: Path) -> Path:
     """The data stage's outputs for ``root``/params.yaml, computed in this process as `--no-dvc` runs it: for
     fixtures that need the data, not the stage's process (a data stage process's start-up, torch and scikit-learn,
     costs more than its work here; its process runs in test_faults.py and the DVC studies)."""
+    import contextlib
+
     from dreaming_data.runner import run_stage
     from dreaming_data.tools.registry import stages
 
-    old = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         run_stage(stages()["download"], "params.yaml")
-    finally:
-        os.chdir(old)
     return root
 
 

@@ -1,7 +1,8 @@
 """The real pipeline under DVC, end to end on a tiny digits configuration, in a temporary git repository: every stage
 by `dvc repro`, what re-runs after an edit, plots, a remote, then experiments: `dvc exp run` re-runs the classifier
 side only, and a curve grid runs through DVC's queue. One repository for all (in file order): each stage process
-costs seconds of imports, so the experiments start from the study's results and its run cache."""
+costs seconds of imports, so the experiments start from the study's results (DVC skips every stage whose inputs
+did not change)."""
 
 import json
 import shutil
