@@ -60,7 +60,7 @@ def main() -> None:
         p = type(p)(**{**p.__dict__, "unet": type(p.unet)(**{**p.unet.__dict__, "channels": args.unet_channels})})
     device = resolve_device(p.runtime)
     setup_backends(device)
-    fmt = memory_format(device)
+    fmt = memory_format(device, p.runtime, "unet")
     K = 10
     sched = make_schedule(p.diffusion, "linear").to(device)
     shape = (args.image_size, args.image_size, args.channels)

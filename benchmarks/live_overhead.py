@@ -56,7 +56,7 @@ def step_seconds(params: str, seconds: float) -> tuple[float, int, str]:
     p = load_params(params)
     device = resolve_device(p.runtime)
     setup_backends(device)
-    fmt = memory_format(device)
+    fmt = memory_format(device, p.runtime, "unet")
     size, channels, B = p.data.image_size, 1 if p.data.source == "digits" else 3, p.ddpm.batch_size
     model = build_unet(p.unet, (size, size, channels), 10).to(device, memory_format=fmt).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)

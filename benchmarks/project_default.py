@@ -70,7 +70,7 @@ def measure(p, sizes: projection.Sizes, paths: set[tuple[str, str]], device: tor
 
     H, W, C = sizes.image_shape
     K = sizes.classes
-    fmt = memory_format(device)
+    fmt, cls_fmt = memory_format(device, p.runtime, "unet"), memory_format(device, p.runtime, "classifier")
     gen = torch.Generator(device=device).manual_seed(0)
     per_unit, first = {}, {}
     for path, key in sorted(paths):
@@ -96,7 +96,7 @@ def measure(p, sizes: projection.Sizes, paths: set[tuple[str, str]], device: tor
             result = rate(lambda: sampler(y, keys, steps), B * steps, device, seconds)
         elif path in ("classifier_step", "predict"):
             recipe = p.classifier.recipe(key)
-            model = build_classifier(key, C, K, H, recipe.dropout).to(device, memory_format=fmt)
+            model = build_classifier(key, C, K, H, recipe.dropout).to(device, memory_format=cls_fmt)
             x = torch.randint(0, 256, (recipe.batch_size, H, W, C), dtype=torch.uint8, device=device)
             norm = Normalizer.fit(x.cpu().numpy())
             if path == "classifier_step":
@@ -104,7 +104,7 @@ def measure(p, sizes: projection.Sizes, paths: set[tuple[str, str]], device: tor
                 fwd = maybe_compile(model, device, p.runtime)
                 opt, sched = optimizer(model, recipe, 10 ** 9)
                 y = torch.randint(0, K, (recipe.batch_size,), device=device)
-                result = rate(lambda: cls_step(fwd, norm, x, y, fmt, recipe, opt, sched, device, p.runtime), 1,
+                result = rate(lambda: cls_step(fwd, norm, x, y, cls_fmt, recipe, opt, sched, device, p.runtime), 1,
                               device, seconds)
             else:
                 images = np.random.default_rng(0).integers(0, 256, (1000, H, W, C), dtype=np.uint8)

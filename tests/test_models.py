@@ -171,3 +171,25 @@ def test_live_learning_rate_is_the_one_each_epoch_trained_with(tmp_path, monkeyp
     rows = (tmp_path / "dvclive" / "t" / "plots" / "metrics" / "lr.tsv").read_text().splitlines()[1:]
     rates = [float(r.split("\t")[-1]) for r in rows]
     assert len(rates) == 2 and all(0 < r <= 0.05 for r in rates), rates
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_only_where_it_is_native(monkeypatch, native):
+    """runtime.precision bf16 autocasts a CPU with native bf16 (AVX512-BF16 or AMX) and runs fp32 on any other
+    (oneDNN's emulated bf16 is slower than fp32); the checkpoint's numerics and the layouts follow."""
+    from dataclasses import replace
+
+    from dreaming_data import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: native)
+    cpu = torch.device("cpu")
+    cfg = parse_params(tiny_params()).runtime
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with runtime.autocast(cpu, cfg):
+        out = conv(torch.randn(1, 3, 8, 8))
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+    assert runtime.numerics(cpu, cfg)["precision"] == ("bf16" if native else "fp32")
+    assert runtime.memory_format(cpu, cfg, "unet") == (torch.contiguous_format if native else torch.channels_last)
+    assert runtime.memory_format(cpu, cfg, "classifier") == torch.channels_last
+    fp32 = replace(cfg, precision="fp32")
+    assert runtime.precision(cpu, fp32) == "fp32" and runtime.numerics(cpu, fp32)["precision"] == "fp32"

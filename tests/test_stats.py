@@ -110,3 +110,28 @@ def test_mean_std_and_verdicts():
                                              "seeds and 360 test images: significantly better.")
     none = better | {"low": -0.01, "significant": False, "n": 1, "images": 10}
     assert verdict("x", none).endswith("over 1 seed and 10 test images: no significant difference.")
+
+
+def _seed_differences(gains: list[float], n: int = 2000) -> np.ndarray:
+    """[S, n] per-image differences of being right, seed s gaining ``gains[s]`` on average."""
+    rng = np.random.default_rng(0)
+    return np.array([(rng.random(n) < 0.5 + g / 2).astype(float) - (rng.random(n) < 0.5 - g / 2) for g in gains])
+
+
+def test_leave_one_seed_out_marks_a_verdict_that_one_seed_decides():
+    """Four seeds that gain and one that loses: no significant difference with all five, significantly better
+    without the fifth (fragile); five seeds that gain alike: the verdict holds without any one of them."""
+    from dreaming_data.stats import leave_one_seed_out
+
+    mixed = _seed_differences([0.1, 0.1, 0.1, 0.1, -0.2])
+    assert not crossed_interval(mixed)["significant"]
+    assert leave_one_seed_out(mixed) == {"directions": ["none"] * 4 + ["better"], "stable": False}
+    steady = _seed_differences([0.05] * 5)
+    assert crossed_interval(steady)["significant"] and crossed_interval(steady)["mean"] > 0
+    assert leave_one_seed_out(steady) == {"directions": ["better"] * 5, "stable": True}
+    assert leave_one_seed_out(steady[:1]) == {"directions": [], "stable": None}
+    text = verdict("aug - base", crossed_interval(steady) | {"leave_one_seed_out": leave_one_seed_out(steady)})
+    assert text.endswith("significantly better (holds leaving out any one seed).")
+    fragile = crossed_interval(mixed) | {"leave_one_seed_out": leave_one_seed_out(mixed)}
+    assert verdict("x", fragile).endswith(
+        "no significant difference (FRAGILE, not a finding: leaving out one seed it is significantly better).")

@@ -113,9 +113,9 @@ class Normalizer:
 def predict(model: nn.Module, normalizer: Normalizer, x: np.ndarray, device: torch.device, runtime: RuntimeConfig,
             batch_size: int = 1000) -> np.ndarray:
     """Class probabilities of x: [N, H, W, C] uint8 -> [N, K] float32 (a numpy array)."""
-    model.eval()
+    fmt = memory_format(device, runtime, "classifier")
+    model.eval().to(memory_format=fmt)
     out = []
-    fmt = memory_format(device)
     for start in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[start:start + batch_size]).to(device)
         with autocast(device, runtime):
@@ -155,7 +155,7 @@ def load_classifier(path, device: torch.device, images: ImageSet | None = None, 
         raise UserError(f"{path}: a classifier file of another version or a damaged one ({type(exc).__name__}); "
                         f"remake it with `dvc repro train_classifier`") from None
     check_finite(state["model"], str(path))
-    return model.to(device, memory_format=memory_format(device)).eval(), norm, tuple(state["classes"])
+    return model.to(device).eval(), norm, tuple(state["classes"])  # its layout: predict's
 
 
 def load_judge(p: Params, device, images: ImageSet, what: str):

@@ -73,7 +73,7 @@ class ClassifierTrainer(Trainer):
         self.seed, self.data_seed = seed_for(seed, 10), seed
         torch.manual_seed(self.seed)
         H, W, C = train_set.x.shape[1:]
-        self.fmt = memory_format(device)
+        self.fmt = memory_format(device, runtime, "classifier")
         self.model = build_classifier(arch, C, len(train_set.classes), H, cfg.dropout).to(device, memory_format=self.fmt)
         if dd.world_size() > 1 and device.type == "cuda":
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # the global batch's statistics

@@ -26,7 +26,8 @@ def _spread(values: list[float]) -> dict:
 
 
 def _rounded(interval: dict) -> dict:
-    return {k: v if k in ("n", "images", "significant", "confidence") else _r(v) for k, v in interval.items()}
+    kept = ("n", "images", "significant", "confidence", "leave_one_seed_out")
+    return {k: v if k in kept else _r(v) for k, v in interval.items()}
 
 
 DIFFERENCES = {"augmented_minus_baseline": ("augmented", "baseline"),
@@ -95,6 +96,7 @@ def summary(cmp: dict) -> dict:
             row[name] = d["accuracy"]["mean"]
             row[f"{name}_low"], row[f"{name}_high"] = d["accuracy"]["low"], d["accuracy"]["high"]
             row[f"{name}_significant"] = d["accuracy"]["significant"]
+            row[f"{name}_stable"] = (d["accuracy"].get("leave_one_seed_out") or {}).get("stable")
         out[arch] = row
     return out
 

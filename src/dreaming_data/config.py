@@ -26,7 +26,7 @@ SamplerName = Literal["ancestral", "ddim", "dpmsolver++"]
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: Literal["auto", "cpu", "cuda"]
-    precision: Literal["bf16", "fp32"]  # bf16 autocast is used only on CUDA
+    precision: Literal["bf16", "fp32"]  # bf16 autocast on CUDA and on CPUs with native bf16 (runtime.precision)
     compile: bool  # torch.compile on CUDA
     num_workers: int  # CPU threads for torch (0 = torch's default), per process
     nproc: int  # processes (GPUs) per node for the GPU stages; > 1 launches them with torchrun

@@ -10,7 +10,6 @@ from dreaming_data.config import DiffusionConfig, Params, UNetConfig
 from dreaming_data.diffusion import Schedule, make_schedule
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, check_finite, load_torch, save_torch
-from dreaming_data.runtime import memory_format
 from dreaming_data.unet import UNet
 
 MODEL_FORMAT = "dreaming-data ddpm"
@@ -68,7 +67,7 @@ def load_ddpm(path, device: torch.device, p: Params | None = None, schedule: str
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise UserError(f"{path}: a DDPM file of another version or a damaged one ({type(exc).__name__}); "
                         f"remake it with `dvc repro train_ddpm`") from None
-    model = model.to(device, memory_format=memory_format(device)).eval().requires_grad_(False)
+    model = model.to(device).eval().requires_grad_(False)  # its layout: the sampler's (runtime.memory_format)
     return LoadedDDPM(model, sched.to(device), process, tuple(state["classes"]), tuple(state["image_shape"]))
 
 

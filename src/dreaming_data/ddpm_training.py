@@ -96,7 +96,8 @@ class DDPMTrainer(Trainer):
         torch.manual_seed(cfg.seed)
         self.sched = make_schedule(p.diffusion, schedule).to(device)
         self.model = build_unet(p.unet, train_set.x.shape[1:], len(train_set.classes))
-        self.model = self.model.to(device, memory_format=memory_format(device))
+        self.fmt = memory_format(device, p.runtime, "unet")
+        self.model = self.model.to(device, memory_format=self.fmt)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         seed_rank(cfg.seed)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -128,8 +129,7 @@ class DDPMTrainer(Trainer):
 
     def step(self, step: int, i: int) -> None:
         idx = self.perm[i * self.batch:(i + 1) * self.batch]
-        fmt = memory_format(self.device)
-        x0 = from_uint8(self.x_all[idx]).contiguous(memory_format=fmt)  # [B, C, H, W] in [-1, 1]
+        x0 = from_uint8(self.x_all[idx]).contiguous(memory_format=self.fmt)  # [B, C, H, W] in [-1, 1]
         if self.p.ddpm.hflip:
             flip = torch.rand(len(idx), device=self.device, generator=self.gen) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)

@@ -43,23 +43,45 @@ def take_gpus(n: int) -> int | list[int]:
     return taken[0] if n == 1 else taken
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 autocast doubles a convolution's rate;
+    elsewhere oneDNN emulates it, slower than fp32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def precision(device: torch.device, cfg: RuntimeConfig) -> str:
+    """The precision a stage computes in: ``runtime.precision`` (bf16 autocast) on CUDA and on a CPU with native
+    bf16; fp32 on any other CPU."""
+    if cfg.precision == "bf16" and (device.type == "cuda" or native_bf16_cpu()):
+        return "bf16"
+    return "fp32"
+
+
 def numerics(device: torch.device, cfg: RuntimeConfig) -> dict:
     """What, besides params and data, moves training results by float rounding: the device, its precision and
-    compilation on CUDA, the number of CPU threads (reductions split differently). A resumed run must match it."""
+    compilation on CUDA, the precision and number of threads on a CPU (reductions split differently). A resumed run
+    must match it."""
     if device.type == "cuda":
         return {"device": torch.cuda.get_device_name(device), "precision": cfg.precision, "compile": cfg.compile}
-    return {"device": "cpu", "threads": torch.get_num_threads()}
+    return {"device": "cpu", "threads": torch.get_num_threads(), "precision": precision(device, cfg)}
 
 
 def autocast(device: torch.device, cfg: RuntimeConfig) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``precision`` is bf16; plain fp32 otherwise (CPU bf16 is slow on most CPUs)."""
-    if device.type == "cuda" and cfg.precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where ``precision`` says bf16 (CUDA, or a CPU with native bf16); plain fp32 otherwise."""
+    if precision(device, cfg) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+def memory_format(device: torch.device, cfg: RuntimeConfig, net: str) -> torch.memory_format:
+    """The layout of ``net`` (unet | classifier), by measurement (benchmarks/cpu_speed.py, docs/speed.md):
+    channels_last on CUDA and for the classifiers everywhere; on a CPU the UNet only in fp32 (under bf16 autocast
+    channels_last costs its training step 20% and its sampling 10%)."""
+    if device.type == "cuda" or net == "classifier" or precision(device, cfg) == "fp32":
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def maybe_compile(module: torch.nn.Module, device: torch.device, cfg: RuntimeConfig):

@@ -23,15 +23,15 @@ from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, atomic_path
 from dreaming_data.pictures import class_rows, grid_labels
 from dreaming_data.randomness import fingerprint_file, image_keys, initial_noise, normal_noise
-from dreaming_data.runtime import autocast, maybe_compile, progress_bar
+from dreaming_data.runtime import autocast, maybe_compile, memory_format, precision, progress_bar
 
 
 BAR_FORMAT = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 class Sampler:
-    """Batched, guided sampling with one model (``diffusion.sampler``, or ``sampler`` when given); compiled and bf16
-    on CUDA."""
+    """Batched, guided sampling with one model (``diffusion.sampler``, or ``sampler`` when given); bf16 where
+    ``runtime.precision`` says so and the device has it, compiled on CUDA."""
 
     def __init__(self, ddpm: LoadedDDPM, diffusion: DiffusionConfig, runtime: RuntimeConfig, device: torch.device,
                  sampler: str | None = None):
@@ -42,11 +42,13 @@ class Sampler:
             raise UserError(f"diffusion.guidance: {self.guidance} needs a model trained with label dropout, but this "
                             f"one had diffusion.p_uncond 0 (set guidance to 0 or retrain with p_uncond > 0)")
         self.null_class = len(ddpm.classes)
+        ddpm.model.to(memory_format=memory_format(device, runtime, "unet"))
         self.fwd = maybe_compile(ddpm.model, device, runtime)
 
     def identity(self) -> dict:
-        """What, besides the model, seed, class and index, decides a sampled image."""
-        return {"guidance": self.guidance, "sampler": self.sampler,
+        """What, besides the model, seed, class and index, decides a sampled image (the precision by float rounding:
+        chunks of a bf16 run never join an fp32 one)."""
+        return {"guidance": self.guidance, "sampler": self.sampler, "precision": precision(self.device, self.runtime),
                 **({"variance": self.variance} if self.sampler == "ancestral" else {}),
                 **({"ddim_eta": self.eta} if self.sampler == "ddim" else {})}
 

@@ -84,13 +84,34 @@ def paired_difference(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, num
     y = np.asarray(y)
     right_a, right_b = (pred_a == y).astype(float), (pred_b == y).astype(float)
     f1 = [_f1_pseudo(y, pred_a, k) - _f1_pseudo(y, pred_b, k) for k in range(num_classes)]  # [S, N] each
-    out = {"accuracy": crossed_interval(right_a - right_b, confidence),
+    out = {"accuracy": crossed_interval(right_a - right_b, confidence) | {
+               "leave_one_seed_out": leave_one_seed_out(right_a - right_b, confidence)},
            "macro_f1": crossed_interval(np.mean(f1, axis=0), confidence), "per_class": []}
     for k in range(num_classes):
         own = y == k
         out["per_class"].append({"recall": crossed_interval((right_a - right_b)[:, own], confidence),
                                  "f1": crossed_interval(f1[k], confidence)})
     return out
+
+
+def direction(interval: dict) -> str:
+    """better | worse | none: what an interval says of A - B."""
+    if not interval["significant"]:
+        return "none"
+    return "better" if interval["mean"] > 0 else "worse"
+
+
+def leave_one_seed_out(d: np.ndarray, confidence: float = CONFIDENCE) -> dict:
+    """Whether the verdict on ``d`` ([S seeds, N images]) survives leaving out any one seed: float rounding differs
+    between machines, and a verdict that one seed's luck decides flips on another. {"directions": the verdict
+    without seed row s, for each s; "stable": all equal the verdict with every seed}. With one seed there is nothing
+    to leave out: stable is None."""
+    d = np.asarray(d, dtype=np.float64)
+    if len(d) < 2:
+        return {"directions": [], "stable": None}
+    full = direction(crossed_interval(d, confidence))
+    without = [direction(crossed_interval(np.delete(d, s, axis=0), confidence)) for s in range(len(d))]
+    return {"directions": without, "stable": all(w == full for w in without)}
 
 
 def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[bool]:
@@ -107,11 +128,18 @@ def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[bool]:
 
 def verdict(name: str, interval: dict, what: str = "test accuracy") -> str:
     """One sentence on a paired difference, e.g. 'augmented - baseline: +0.0123 test accuracy, 95% CI [-0.004,
-    +0.029] over 3 seeds and 360 test images: no significant difference.'"""
+    +0.029] over 3 seeds and 360 test images: no significant difference (holds leaving out any one seed).'"""
     head = f"{name}: {interval['mean']:+.4f} {what}"
     n = interval["n"]
     ci = (f"{round(100 * interval['confidence'])}% CI [{interval['low']:+.4f}, {interval['high']:+.4f}] over "
           f"{n} seed{'s' if n != 1 else ''} and {interval['images']:,} test images")
-    if not interval["significant"]:
-        return f"{head}, {ci}: no significant difference."
-    return f"{head}, {ci}: significantly {'better' if interval['mean'] > 0 else 'worse'}."
+    said = {"none": "no significant difference", "better": "significantly better", "worse": "significantly worse"}
+    loso = interval.get("leave_one_seed_out") or {"stable": None}
+    if loso["stable"] is None:
+        tail = ""
+    elif loso["stable"]:
+        tail = " (holds leaving out any one seed)"
+    else:
+        flips = sorted({said[w] for w in loso["directions"] if w != direction(interval)})
+        tail = f" (FRAGILE, not a finding: leaving out one seed it is {' or '.join(flips)})"
+    return f"{head}, {ci}: {said[direction(interval)]}{tail}."

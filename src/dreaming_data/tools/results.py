@@ -440,7 +440,10 @@ def _acc(m: dict) -> str:
 
 
 def _gain(d: dict) -> str:
-    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]".replace("-", "−")
+    """The difference and its interval; "fragile" when leaving out one seed changes its verdict (a demonstration,
+    not a finding; runs before that check say nothing)."""
+    fragile = (d.get("leave_one_seed_out") or {}).get("stable") is False
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]".replace("-", "−") + (" fragile" if fragile else "")
 
 
 def _steps(folder: Path, arch: str, variant: str, seeds: list) -> str:
