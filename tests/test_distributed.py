@@ -319,7 +319,8 @@ def test_several_nodes_through_srun(trained, tmp_path):
     r = run(stage("sample_grid", "cosine", "10"), trained, env, ok=False)  # the workers find no cosine model
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert [line for line in r.stderr.splitlines() if line.strip()] == [
-        "error: models/ddpm/cosine/model.pt: missing (run `dvc repro train_ddpm@cosine` first)"], r.stderr[-3000:]
+        "error: models/ddpm/cosine/model.pt: missing; stage train_ddpm@cosine writes it: `dvc repro train_ddpm@cosine` "
+        "(without DVC: `python -m dreaming_data.stages.train_ddpm cosine`)"], r.stderr[-3000:]
 
 
 def test_a_worker_error_is_one_line(trained, tmp_path):
@@ -328,5 +329,6 @@ def test_a_worker_error_is_one_line(trained, tmp_path):
     r = run(stage("generate"), root, ok=False)  # no trained model here
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert lines == ["error: models/ddpm/linear/model.pt: missing (run `dvc repro train_ddpm@linear` first)"], r.stderr
+    assert lines == ["error: models/ddpm/linear/model.pt: missing; stage train_ddpm@linear writes it: `dvc repro "
+                     "train_ddpm@linear` (without DVC: `python -m dreaming_data.stages.train_ddpm linear`)"], r.stderr
     assert "Traceback" not in r.stderr

@@ -98,7 +98,24 @@ def test_a_full_disk_is_one_line_naming_file_and_stage_and_leaves_the_old_output
     assert {p: p.read_bytes() for p in old} == old  # every old output untouched: none of the new set went in
     assert not list(root.rglob(".*.tmp"))
     r = stage(root, "train_ddpm", "linear", prefix="ulimit -f 10; ")
-    one_line(r, "train_ddpm@linear: models/ddpm/linear/model.pt: cannot be written (File too large)")
+    one_line(r, "train_ddpm@linear: models/ddpm/linear/model.pt: cannot be written (File too large)",
+             "free disk space and run it again")
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_generations_last_write_keeps_its_chunks_and_the_rerun_is_the_same(trained, tmp_path):
+    """3 KiB: every chunk file fits, synthetic.npz does not. The line names it and says the chunks are kept; the
+    rerun without the cap resumes from them and writes what an uninterrupted run writes."""
+    whole = project(trained, tmp_path / "whole")
+    stage(whole, "generate", ok=True)
+    root = project(trained, tmp_path / "p")
+    r = stage(root, "generate", prefix="ulimit -f 3; ")
+    one_line(r, "generate: data/generated/synthetic.npz: cannot be written (File too large); free disk space and "
+                "run it again: checkpoints/generate/ is kept and the rerun resumes from it")
+    assert not (root / "data/generated/synthetic.npz").exists()
+    again = stage(root, "generate", ok=True)
+    assert "resuming" in again.stdout
+    assert (root / "data/generated/synthetic.npz").read_bytes() == (whole / "data/generated/synthetic.npz").read_bytes()
 
 
 @pytest.mark.slow

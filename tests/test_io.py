@@ -74,7 +74,8 @@ def test_truncated_or_foreign_image_set_is_one_line(workdir):
     np.savez(path, x=np.zeros((3, 8, 8), np.float32), y=np.zeros(3), classes=np.array(["a"]))
     with pytest.raises(UserError, match="not an image set"):
         load_images(path)
-    with pytest.raises(UserError, match=r"missing \(run `dvc repro merge` first\)"):
+    with pytest.raises(UserError, match=r"missing; stage merge writes it: `dvc repro merge` \(without DVC: "
+                                        r"`python -m dreaming_data.stages.merge`\)"):
         load_images(tmp_path / "data" / "train" / "augmented.npz")
 
 

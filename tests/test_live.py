@@ -140,3 +140,35 @@ def test_a_repository_without_commits_turns_live_metrics_off_in_one_line(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert log.live is None and err == ["train_ddpm@linear: live metrics off (SCMError: Empty git repo); the stage "
                                         "goes on without them"], err
+
+
+@pytest.mark.slow
+def test_a_reader_polling_the_live_files_never_sees_half_a_file(tmp_path):
+    """`dvc exp show` and users' scripts read the summary while the stage writes it: polled as fast as the test can
+    for the whole run, metrics.json is always valid JSON and the step table always whole rows."""
+    import json
+
+    root = project(tmp_path / "p", **{"ddpm.epochs": 30, "runtime.live_every": 1})
+    live = root / "dvclive/train_ddpm-linear"
+    proc = subprocess.Popen(stage("train_ddpm", "linear"), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=stage_env())
+    summaries, tables, bad = 0, 0, []
+    while proc.poll() is None:
+        try:
+            text = (live / "metrics.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        try:
+            summaries += "step" in json.loads(text)
+        except json.JSONDecodeError:
+            bad.append(text)
+        try:
+            table = (live / "plots/metrics/loss.tsv").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        tables += 1
+        lines = table.splitlines(keepends=True)
+        bad += [line for line in lines if not line.endswith("\n") or line.count("\t") != lines[0].count("\t")]
+    assert proc.wait() == 0, proc.stderr.read()[-2000:]
+    assert not bad, bad[:3]
+    assert summaries > 50 and tables > 50, (summaries, tables)  # it really read the files while they were written

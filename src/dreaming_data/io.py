@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dreaming_data.errors import UserError
-from dreaming_data.paths import made_by
+from dreaming_data.paths import remake
 
 
 class WriteError(UserError):
@@ -180,14 +180,16 @@ def save_png(image, path: str | Path) -> None:
 
 
 def _remake_hint(path: Path) -> str:
-    stage = made_by(path)
-    return f" (run `dvc repro {stage}` to remake it)" if stage else ""
+    how = remake(path)
+    return f" ({how})" if how else ""
 
 
 def missing(path: str | Path) -> UserError:
+    """``path``, an input, does not exist: one line naming the stage that writes it and the commands that remake
+    it (with DVC and without)."""
     path = Path(path)
-    stage = made_by(path)
-    return UserError(f"{path}: missing" + (f" (run `dvc repro {stage}` first)" if stage else ""))
+    how = remake(path)
+    return UserError(f"{path}: missing" + (f"; {how}" if how else ""))
 
 
 def _not_numbers(obj: Any, where: str = "") -> Iterator[str]:

@@ -12,7 +12,9 @@ same either way.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,18 +28,38 @@ def live_dir(stage: str) -> Path:
     return ROOT / stage.replace("@", "-")
 
 
+def replace_text(path: str | Path, text: str) -> None:
+    """``text`` into a temporary file beside ``path``, then renamed onto it: a reader (``dvc exp show``, a script
+    polling the summary) sees the old file or the new one, never half of one. Not ``io.atomic_path``: that defers
+    the rename to the end of the stage, and live files are read while it runs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _dump_json(content, output_file, indent=4, **kwargs) -> None:
+    """DVCLive's ``serialize.dump_json`` (the summary, ``metrics.json``), written by ``replace_text``: DVCLive itself
+    opens the file with "w" and writes over it, so a reader could find it half-written."""
+    replace_text(output_file, json.dumps(content, indent=indent, **kwargs) + "\n")
+
+
 def cut_to(folder: Path, step: int) -> None:
     """Drop every row logged after ``step`` (an interrupted run logged past the checkpoint it resumes from)."""
     for tsv in (folder / "plots" / "metrics").glob("*.tsv"):
         lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
         keep = lines[:1] + [line for line in lines[1:] if int(float(line.split("\t")[0])) <= step]
-        tsv.write_text("".join(keep), encoding="utf-8")
+        replace_text(tsv, "".join(keep))
     summary = folder / "metrics.json"
     if summary.is_file():
         data = json.loads(summary.read_text() or "{}")
         if data.get("step", 0) > step:
             data["step"] = step
-            summary.write_text(json.dumps(data, indent=4))
+            replace_text(summary, json.dumps(data, indent=4) + "\n")
 
 
 class LiveLog:
@@ -49,9 +71,11 @@ class LiveLog:
         if every <= 0 or not dd.is_main():
             return
         try:
+            import dvclive.live
             from dvclive import Live
         except ImportError:  # an image without DVC: the stage's log and outputs say it all
             return
+        dvclive.live.dump_json = _dump_json  # the summary replaced whole, never written over (rows are appended)
         folder = live_dir(stage)
         if resume_step:
             cut_to(folder, resume_step)
@@ -69,12 +93,26 @@ class LiveLog:
     def log(self, step: int, metrics: dict) -> None:
         if self.live is None:
             return
-        self.live.step = step
-        for name, value in metrics.items():
-            if value is not None:
-                self.live.log_metric(name, value)
-        self.live.make_summary()
+        with self._writing():
+            self.live.step = step
+            for name, value in metrics.items():
+                if value is not None:
+                    self.live.log_metric(name, value)
+            self.live.make_summary()
 
     def close(self) -> None:
         if self.live is not None:
-            self.live.end()
+            with self._writing():
+                self.live.end()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A live file that cannot be written (a full disk) is a ``WriteError`` naming it, or its folder when the
+        OS does not say which file: one line, like every other output's."""
+        from dreaming_data.io import WriteError
+
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or f"{self.live.dir}/"
+            raise WriteError(f"{where}: cannot be written ({exc.strerror or type(exc).__name__})") from None

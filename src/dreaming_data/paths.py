@@ -64,9 +64,9 @@ def resume_dir(stage: str) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern, str, list[str], dict]]:
-    """(pattern of an output path, stage, its matrix keys, literal matrix values) for every output in dvc.yaml;
-    the most specific patterns (most literal characters) first."""
+def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern, str, list[str], dict, str]]:
+    """(pattern of an output path, stage, its matrix keys, literal matrix values, its command) for every output in
+    dvc.yaml; the most specific patterns (most literal characters) first."""
     import yaml
 
     try:
@@ -85,17 +85,39 @@ def _producers(dvc_yaml: Path) -> list[tuple[re.Pattern, str, list[str], dict]]:
             regex = "".join(f"(?P<{p[7:-1]}>[^/]+?)" if p.startswith("${item.") else "[^/]+?" if p.startswith("${")
                             else re.escape(p) for p in parts)
             weight = sum(len(p) for p in parts if not p.startswith("${"))
-            found.append((weight, re.compile(f"(?:^|/){regex}(?:/.*)?$"), name, list(matrix), literal))
+            found.append((weight, re.compile(f"(?:^|/){regex}(?:/.*)?$"), name, list(matrix), literal,
+                          str(spec.get("cmd") or "")))
     return [f[1:] for f in sorted(found, key=lambda f: -f[0])]
+
+
+def _producer(path: str | Path, dvc_yaml: Path) -> tuple[str, str | None] | None:
+    """(stage, its command with the matrix values filled in, or None when the path does not fix them all)."""
+    posix = Path(path).as_posix()
+    for pattern, name, keys, literal, cmd in _producers(dvc_yaml):
+        m = pattern.search(posix)
+        if m is None or any(m.group(k) not in literal[k] for k in literal if k in m.groupdict()):
+            continue
+        values = {k: m.groupdict().get(k) for k in keys}
+        if not keys:
+            return name, cmd or None
+        if None in values.values():
+            return name, None
+        filled = re.sub(r"\$\{item\.([^}]+)\}", lambda g: values.get(g.group(1)) or g.group(0), cmd)
+        return f"{name}@{'-'.join(values.values())}", filled if "${" not in filled and filled else None
+    return None
 
 
 def made_by(path: str | Path, dvc_yaml: Path = DVC_YAML) -> str | None:
     """The stage of ``dvc_yaml`` that writes ``path`` (``train_ddpm@linear``), or None for a file no stage writes."""
-    posix = Path(path).as_posix()
-    for pattern, name, keys, literal in _producers(dvc_yaml):
-        m = pattern.search(posix)
-        if m is None or any(m.group(k) not in literal[k] for k in literal if k in m.groupdict()):
-            continue
-        values = [m.groupdict().get(k) for k in keys]
-        return name if not keys or None in values else f"{name}@{'-'.join(values)}"
-    return None
+    found = _producer(path, dvc_yaml)
+    return found[0] if found else None
+
+
+def remake(path: str | Path, dvc_yaml: Path = DVC_YAML) -> str | None:
+    """How to remake ``path``: "stage train_ddpm@linear writes it: `dvc repro train_ddpm@linear` (without DVC:
+    `python -m ...`)", or None for a file no stage writes."""
+    found = _producer(path, dvc_yaml)
+    if found is None:
+        return None
+    stage, cmd = found
+    return f"stage {stage} writes it: `dvc repro {stage}`" + (f" (without DVC: `{cmd}`)" if cmd else "")

@@ -48,11 +48,21 @@ def one_line(exc: Exception, label: str) -> str:
     """What the user reads: a ``UserError`` as it is; a file the environment did not let us write or read (disk
     full, file too large, permission denied) with the stage it stopped."""
     if isinstance(exc, WriteError):
-        return f"{label}: {exc}"
+        return f"{label}: {exc}; {rerun_hint(label)}"
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{label}: {where}{exc.strerror or type(exc).__name__}"
     return str(exc)
+
+
+def rerun_hint(label: str) -> str:
+    """What to do after a write failed: free space and run the stage again, from its checkpoint when it has one."""
+    from dreaming_data.paths import resume_dir
+
+    kept = resume_dir(label)
+    if kept.is_dir() and any(kept.iterdir()):
+        return f"free disk space and run it again: {kept}/ is kept and the rerun resumes from it"
+    return "free disk space and run it again (the previous outputs are untouched)"
 
 
 def pin_gpus(runtime) -> None:

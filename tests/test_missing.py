@@ -1,0 +1,61 @@
+"""Every input a stage reads, when missing, is one line that names the stage writing it and the commands (with and
+without DVC) that remake it; a full disk at a stage's final write names the file."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dreaming_data.config import parse_params
+from dreaming_data.paths import remake
+from dreaming_data.tools.registry import instances
+
+from conftest import tiny_params, write_params
+
+HOW = re.compile(r"stage (?P<stage>\S+) writes it: `dvc repro (?P=stage)` \(without DVC: `python -m "
+                 r"dreaming_data\.stages\.\w+[^`]*`\)")
+
+
+def _writes(inst, path: str) -> bool:
+    return any(path == out or path.startswith(out.rstrip("/") + "/") for out in inst.outputs + inst.small)
+
+
+def test_every_input_of_every_stage_names_the_stage_that_writes_it(workdir):
+    """Derived from dvc.yaml, checked against the stages' own declarations: for each input of each stage, the
+    stage named is one that declares the file among its outputs, and its command is that instance's."""
+    p = parse_params(tiny_params())
+    found = instances(p)
+    by_label = {inst.label: inst for inst in found}
+    checked = 0
+    for inst in found:
+        for path in inst.inputs:
+            how = remake(path)
+            m = HOW.search(how or "")
+            assert m, f"{inst.label} reads {path}: {how!r}"
+            producer = by_label[m.group("stage")]
+            assert _writes(producer, path), f"{path}: {producer.label} does not write it"
+            args = " ".join(str(v) for v in producer.kwargs.values())
+            assert how.endswith(f"dreaming_data.stages.{producer.stage.name}{' ' + args if args else ''}`)"), how
+            checked += 1
+    assert checked > 50
+
+
+def test_each_stage_with_a_missing_input_says_who_remakes_it(workdir, capsys):
+    """One instance of every stage that reads files, run in a project where none exists: exit 2, one line naming a
+    missing input, its stage and the commands."""
+    from dreaming_data.runner import run_stage
+
+    write_params(workdir / "params.yaml", tiny_params())
+    seen = set()
+    for inst in instances(parse_params(tiny_params())):
+        if not inst.inputs or inst.stage.name in seen:
+            continue
+        seen.add(inst.stage.name)
+        with pytest.raises(SystemExit) as exit_:
+            run_stage(inst.stage, "params.yaml", **inst.kwargs)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert exit_.value.code == 2 and len(lines) == 1, (inst.label, err)
+        assert re.search(r"error: \S+: missing; " + HOW.pattern, lines[0]), (inst.label, lines[0])
+    assert len(seen) >= 12, seen
