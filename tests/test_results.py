@@ -335,14 +335,14 @@ def test_render_and_numbers_of_a_collected_run(study, tmp_path):
     readme, doc = tmp_path / "README.md", tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
     for path in (readme, doc):
-        path.write_text(f"# x\n\n{results.BEGIN}\nold\n{results.END}\n\nafter\n")
+        path.write_text(f"# x\n\n{results.BEGIN}\nOLD SECTION\n{results.END}\n\nafter\n")
     args = ["results", "render", "--readme", str(readme), "--doc", str(doc), "--root", str(folder.parent)]
     assert CliRunner().invoke(app, args + ["--check"]).exit_code == 1
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     for path in (readme, doc):
         text = path.read_text()
-        assert text.endswith("\n\nafter\n") and "old" not in text
+        assert text.endswith("\n\nafter\n") and "OLD SECTION" not in text
     table = readme.read_text()[slice(*results.section(readme.read_text()))]
     assert [line for line in table.splitlines() if folder.name in line] == results.headline_rows(folder, Path("docs/results.md"))
     assert f"[`{folder.name}`](docs/results.md#{folder.name})" in table and "| resnet18 |" in table

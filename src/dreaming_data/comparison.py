@@ -145,23 +145,20 @@ def comparison_markdown(cmp: dict, title: str, steps: dict[str, dict[str, int]])
 
 def per_class_figure(cmp: dict, path: Path) -> None:
     """Heatmap of per-class recall differences: classes x (architecture, comparison); * survives Holm."""
+    import seaborn as sns
+
     plt = pyplot()
     columns = [(arch, name) for arch, c in cmp.items() for name in c["differences"]]
     classes = list(next(iter(next(iter(cmp.values()))["differences"].values()))["per_class"])
-    values = np.array([[cmp[a]["differences"][n]["per_class"][cls]["recall"]["mean"] for a, n in columns]
-                       for cls in classes])
-    limit = max(0.05, float(np.abs(values).max()))
+    cells = [[cmp[a]["differences"][n]["per_class"][cls]["recall"] for a, n in columns] for cls in classes]
+    values = pd.DataFrame([[d["mean"] for d in row] for row in cells], index=classes,
+                          columns=[f"{a}\n{n.replace('augmented_minus_', 'aug - ')}" for a, n in columns])
+    marks = np.array([[f"{d['mean']:+.3f}{'*' if d.get('holm') else ''}" for d in row] for row in cells])
+    limit = max(0.05, float(values.abs().to_numpy().max()))
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(columns), 1.2 + 0.45 * len(classes)))
-    im = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    fig.colorbar(im, ax=ax, label="recall difference")
-    for i, cls in enumerate(classes):
-        for j, (a, n) in enumerate(columns):
-            d = cmp[a]["differences"][n]["per_class"][cls]["recall"]
-            ax.text(j, i, f"{d['mean']:+.3f}{'*' if d.get('holm') else ''}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(d["mean"]) > 0.6 * limit else "black")
-    ax.set_xticks(range(len(columns)), [f"{a}\n{n.replace('augmented_minus_', 'aug - ')}" for a, n in columns],
-                  fontsize=8)
-    ax.set_yticks(range(len(classes)), classes)
+    sns.heatmap(values, annot=marks, fmt="", annot_kws={"fontsize": 8}, cmap="RdBu", center=0, vmin=-limit,
+                vmax=limit, cbar_kws={"label": "recall difference"}, ax=ax)  # blue: the dreams helped
+    ax.tick_params(axis="x", labelsize=8, rotation=0)
     ax.set_title("Per-class recall: augmented minus control (* survives Holm)")
     fig.tight_layout()
     save_figure(fig, path)
@@ -178,19 +175,28 @@ def val_accuracy_frames(histories: dict[str, list[list[dict]]]) -> dict[str, pd.
     return frames
 
 
-def val_accuracy_figure(frames: dict[str, dict[str, pd.DataFrame]], path: Path) -> None:
-    """frames[arch][variant] from ``val_accuracy_frames``: mean validation accuracy (±1 std band) against optimizer
-    steps, one panel per architecture (the report's Fig. 3, at equal cost on the x axis)."""
+def val_accuracy_tidy(histories: dict[str, dict[str, list[list[dict]]]]) -> pd.DataFrame:
+    """histories[arch][variant] = one training history per seed -> one row per (arch, variant, seed, epoch):
+    arch, variant, seed (its position), epoch, steps, val_acc."""
+    return pd.DataFrame([{"arch": arch, "variant": variant, "seed": i, "epoch": h["epoch"], "steps": h["steps"],
+                          "val_acc": h["val_acc"]}
+                         for arch, by_variant in histories.items() for variant, runs in by_variant.items()
+                         for i, run in enumerate(runs) for h in run])
+
+
+def val_accuracy_figure(tidy: pd.DataFrame, path: Path) -> None:
+    """``val_accuracy_tidy``'s rows: mean validation accuracy over seeds (±1 std band) against optimizer steps, one
+    panel per architecture (the report's Fig. 3, at equal cost on the x axis)."""
+    import seaborn as sns
+
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(frames), figsize=(6.4 * len(frames), 4), squeeze=False)
-    for ax, (arch, by_variant) in zip(axes[0], frames.items()):
-        for variant, f in by_variant.items():
-            ax.plot(f["steps"], f["val_acc"], label=variant)
-            ax.fill_between(f["steps"], f["val_acc"] - f["val_acc_std"], f["val_acc"] + f["val_acc_std"], alpha=0.2)
+    archs = list(dict.fromkeys(tidy["arch"]))
+    fig, axes = plt.subplots(1, len(archs), figsize=(6.4 * len(archs), 4), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        sns.lineplot(data=tidy[tidy["arch"] == arch], x="steps", y="val_acc", hue="variant", errorbar="sd", ax=ax)
         ax.set_xlabel("optimizer steps")
         ax.set_ylabel("validation accuracy")
         ax.set_title(arch)
         ax.grid(alpha=0.3)
-        ax.legend()
     fig.tight_layout()
     save_figure(fig, path)

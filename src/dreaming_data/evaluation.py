@@ -45,19 +45,17 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, .
 
 def confusion_heatmap(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...], title: str, path: Path) -> None:
     """Row-normalised confusion matrix (each row: where images of that class went), as a PNG."""
+    import pandas as pd
+    import seaborn as sns
+
     cm = confusion_counts(y_true, y_pred, len(classes)).astype(np.float64)
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     plt = pyplot()
     size = 1.6 + 0.55 * len(classes)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=90)
-    ax.set_yticks(range(len(classes)), classes)
+    sns.heatmap(pd.DataFrame(cm, index=list(classes), columns=list(classes)), annot=True, fmt=".2f",
+                annot_kws={"fontsize": 7}, cmap="Blues", vmin=0, vmax=1, square=True,
+                cbar_kws={"label": "share of the actual class"}, ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)

@@ -20,12 +20,7 @@ from pathlib import Path
 
 from dreaming_data import distributed as dd
 
-ROOT = Path("dvclive")
-
-
-def live_dir(stage: str) -> Path:
-    """``dvclive/<stage>`` with DVC's ``@`` as ``-``: ``dvclive/train_ddpm-linear``."""
-    return ROOT / stage.replace("@", "-")
+from dreaming_data.paths import live_dir
 
 
 def replace_text(path: str | Path, text: str) -> None:

@@ -54,6 +54,15 @@ def ablation_cell(schedule: str, sampler: str, steps: int) -> str:
     return f"{schedule}-{sampler}-{steps}"
 
 
+LIVE = Path("dvclive")
+
+
+def live_dir(stage: str) -> Path:
+    """A stage instance's DVCLive files: ``dvclive/<stage>`` with DVC's ``@`` as ``-`` (``dvclive/train_ddpm-linear``).
+    Here, not in live.py: every stage declares it, only the training and generation stages write it."""
+    return LIVE / stage.replace("@", "-")
+
+
 def resume_dir(stage: str) -> Path:
     """The folder where the run of ``stage`` (DVC's name, e.g. ``train_ddpm@linear``) keeps what it resumes from."""
     return CHECKPOINTS / stage.replace("@", "-")

@@ -92,8 +92,8 @@ class Stage:
         return self.name + ("@" + "-".join(map(str, kw.values())) if kw else "")
 
     def live_dir(self, **kw: Any) -> str | None:
-        """The instance's DVCLive directory (``live.live_dir``), or None."""
-        from dreaming_data.live import live_dir
+        """The instance's DVCLive directory (``paths.live_dir``), or None."""
+        from dreaming_data.paths import live_dir
 
         return live_dir(self.label(**kw)).as_posix() if self.live else None
 

@@ -144,21 +144,22 @@ def write_outputs(p, result: dict, cas_real: float) -> None:
 
 def figure(frame, path) -> None:
     """Quality against sampling cost (network evaluations per image, log scale), one line per schedule x sampler."""
+    import seaborn as sns
+
     from dreaming_data.io import pyplot, save_figure
 
     plt = pyplot()
     metrics = [("fid", "FID (lower is better)"), ("kid", "KID (lower is better)"), ("precision", "precision"),
                ("recall", "recall"), ("cas", "CAS"), ("recognisability", "recognisability")]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, (metric, title) in zip(axes.flat, metrics):
-        for (schedule, sampler), group in frame.groupby(["schedule", "sampler"]):
-            group = group.sort_values("network_evaluations")
-            ax.plot(group["network_evaluations"], group[metric], marker="o", label=f"{schedule}, {sampler}")
+    for i, (ax, (metric, title)) in enumerate(zip(axes.flat, metrics)):
+        sns.lineplot(data=frame, x="network_evaluations", y=metric, hue="schedule", style="sampler", markers=True,
+                     dashes=False, legend=i == 0, ax=ax)
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations per image")
+        ax.set_ylabel("")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 

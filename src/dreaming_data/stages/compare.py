@@ -67,7 +67,7 @@ def read_history(csv) -> list[dict]:
 
 def run(p) -> dict:
     from dreaming_data.comparison import (compare_runs, comparison_markdown, per_class_figure, summary,
-                                          val_accuracy_figure, val_accuracy_frames)
+                                          val_accuracy_figure, val_accuracy_frames, val_accuracy_tidy)
     from dreaming_data.errors import UserError
     from dreaming_data.io import read_json, write_csv, write_json, write_text
 
@@ -104,7 +104,7 @@ def run(p) -> dict:
     cmp = compare_runs(results, predictions, labels, classes)
     write_json(paths.METRICS / "comparison.json", cmp)
     write_json(paths.METRICS / "summary.json", summary(cmp))
-    val_accuracy_figure(frames, paths.PLOTS / "compare" / "val_accuracy.png")
+    val_accuracy_figure(val_accuracy_tidy(histories), paths.PLOTS / "compare" / "val_accuracy.png")
     per_class_figure(cmp, paths.PLOTS / "compare" / "per_class.png")
     text = comparison_markdown(cmp, f"{p.data.source}: {p.data.train_per_class or 'all'} real images per class", steps)
     write_text(REPORT, text)
