@@ -4,6 +4,7 @@ without DVC) that remake it; a full disk at a stage's final write names the file
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,52 @@ def test_each_stage_with_a_missing_input_says_who_remakes_it(workdir, capsys):
         assert exit_.value.code == 2 and len(lines) == 1, (inst.label, err)
         assert re.search(r"error: \S+: missing; " + HOW.pattern, lines[0]), (inst.label, lines[0])
     assert len(seen) >= 12, seen
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_each_stages_final_write_names_the_file(workdir, capsys, monkeypatch):
+    """The whole tiny pipeline in this process (as `--no-dvc` runs it), then each stage once more with every rename
+    into place failing as on a full disk (ENOSPC: the OS names no file): one line naming an output of that stage and
+    what to do, and its previous outputs byte for byte as they were (its live metrics start anew, as every run's)."""
+    import os
+
+    from dreaming_data import io
+    from dreaming_data.runner import run_stage
+    from dreaming_data.tools.registry import ordered
+
+    from conftest import TINY_PIPELINE
+
+    small = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "ablation.samplers": ["ddim"]}
+    write_params(workdir / "params.yaml", tiny_params(**small))
+    p = parse_params(tiny_params(**small))
+    order = ordered(p)
+    for inst in order:
+        run_stage(inst.stage, "params.yaml", **inst.kwargs)
+    capsys.readouterr()
+    real = os.replace
+
+    def full(src, dst):
+        if "checkpoints" in Path(dst).parts:  # a checkpoint may still be saved; the stage's outputs may not
+            return real(src, dst)
+        raise OSError(28, "No space left on device")
+
+    seen = set()
+    for inst in order:
+        if inst.stage.name in seen:
+            continue
+        seen.add(inst.stage.name)
+        kept = [Path(f) for f in inst.outputs + inst.small]  # the live files start anew with every run (DVCLive)
+        mine = kept + ([Path(inst.live)] if inst.live else [])
+        files = [f for out in kept for f in ([out] if out.is_file() else sorted(out.rglob("*")) if out.is_dir() else [])]
+        before = {f: f.read_bytes() for f in files if f.is_file()}
+        monkeypatch.setattr(io.os, "replace", full)
+        with pytest.raises(SystemExit) as exit_:
+            run_stage(inst.stage, "params.yaml", **inst.kwargs)
+        monkeypatch.setattr(io.os, "replace", real)
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert exit_.value.code == 2 and len(lines) == 1, (inst.label, lines)
+        m = re.match(rf"error: {re.escape(inst.label)}: (\S+): cannot be written \(No space left on device\); "
+                     r"free disk space and run it again", lines[0])
+        assert m and any(Path(m.group(1)) == out or out in Path(m.group(1)).parents for out in mine), lines[0]
+        assert {f: f.read_bytes() for f in before} == before, inst.label
+    assert len(seen) == 14, seen

@@ -27,12 +27,16 @@ def replace_text(path: str | Path, text: str) -> None:
     """``text`` into a temporary file beside ``path``, then renamed onto it: a reader (``dvc exp show``, a script
     polling the summary) sees the old file or the new one, never half of one. Not ``io.atomic_path``: that defers
     the rename to the end of the stage, and live files are read while it runs."""
+    from dreaming_data.io import WriteError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -108,6 +112,8 @@ class LiveLog:
 
         try:
             yield
+        except WriteError:
+            raise
         except OSError as exc:
             where = exc.filename or f"{self.live.dir}/"
             raise WriteError(f"{where}: cannot be written ({exc.strerror or type(exc).__name__})") from None

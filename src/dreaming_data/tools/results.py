@@ -82,10 +82,13 @@ def environment(device: str) -> dict[str, Any]:
 
     import torch
 
+    from dreaming_data.runtime import native_bf16_cpu
+
     head = _git("rev-parse", "HEAD")
     commit = head or os.environ.get("DREAMING_DATA_COMMIT") or None  # a tree copied without .git names its commit
     return {"device": device_name(device), "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "cpu_bf16": native_bf16_cpu(),  # runtime.precision bf16 runs bf16 on it
+            "python": platform.python_version(), "platform": platform.platform(),
             "torch": torch.__version__, "torchvision": _version("torchvision"), "numpy": _version("numpy"),
             "dvc": _version("dvc"), "commit": commit,
             # the code: params.yaml and dvc.lock are the run's own after `dvc exp run` (its params are in the folder)
