@@ -6,7 +6,7 @@ The TorchScript runs every convolution as conv -> batch norm -> ReLU, three pass
 per image (oneDNN then reorders it again at the next convolution, and the pools run on the slow layout). Here each
 batch norm is folded into its convolution (w' = w / sqrt(var + eps), b' = beta - mean / sqrt(var + eps), in float64),
 the ReLU runs in place, and the whole network stays channels_last: the same function up to float rounding (features
-within ~1e-6 relative of the TorchScript's, tested), 1.4x its speed in fp32 on 2 CPU cores (benchmarks/cpu_speed.py).
+within ~2e-6 relative of fid-helper's, tested), 1.76x its speed in fp32 on 2 CPU cores (benchmarks/cpu_speed.py).
 
 ``eager_inception`` converts the module types of that port only (``Conv2dLayer``, ``InceptionA``..``E``, the pools);
 any other TorchScript network is left to run as TorchScript (``None``).
