@@ -65,7 +65,7 @@ def default_fid_weights() -> Path:
 
 class InceptionFeatures(nn.Module):
     """uint8 images [B, C, H, W] (C = 1 or 3) -> TF-Inception pool3 features [B, 2048] float32, always in fp32 (bf16
-    features moved a 1,000-against-1,000 CIFAR-10 FID by 0.32%: docs/quality.md). fid-helper's network runs as its
+    features moved a 1,000-against-1,000 CIFAR-10 FID by 0.32%: docs/speed.md). fid-helper's network runs as its
     eager, BN-folded, channels_last form (``inception.eager_inception``: 1.76x on a CPU, the same features up to
     ~2e-6 relative); any other TorchScript network as it is."""
 
