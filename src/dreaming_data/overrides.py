@@ -8,7 +8,7 @@ import json
 
 from dreaming_data.errors import UserError
 
-PROFILES = ("quickstart", "cpu-study", "gpu-smoke", "gpu-study")
+PROFILES = ("quickstart", "cpu-study", "cifar-cpu", "gpu-smoke", "gpu-study")
 
 
 def load_profile(name: str) -> dict:
