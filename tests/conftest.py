@@ -19,8 +19,8 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 # On top of the CPU quickstart profile: small enough for a test to train, sample and classify in seconds.
 TINY = {
-    "classifier.archs": ["simple_cnn", "resnet18"],
-    "classifier.seeds": [0, 1, 2],
+    "classifier.seeds.simple_cnn": [0, 1, 2],
+    "classifier.seeds.resnet18": [0, 1, 2],
     "data.val_size": 50,
     "data.train_per_class": 10,
     "diffusion.timesteps": 40,
@@ -44,7 +44,8 @@ TINY = {
 
 # The whole pipeline end to end in a few minutes: one ablation cell with few images.
 TINY_PIPELINE = {
-    "classifier.seeds": [0, 1],
+    "classifier.seeds.simple_cnn": [0, 1],
+    "classifier.seeds.resnet18": [0, 1],
     "ablation.schedules": ["linear"],
     "ablation.samplers": ["ancestral", "dpmsolver++"],
     "ablation.steps": [10],

@@ -15,7 +15,7 @@ from conftest import ROOT, TINY_PIPELINE, stage_env, tiny_params, write_params
 # per second on a CPU core: 30 training + 10 validation images):
 # here each stage is a process with DVC's bookkeeping. ResNet-18 and the T-step grids run end to end in the GPU job's
 # rehearsal (test_results.py), several seeds in the params-read test (test_dvc_contract.py).
-STUDY = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "data.val_size": 10,
+STUDY = TINY_PIPELINE | {"classifier.seeds.simple_cnn": [0], "classifier.seeds.resnet18": [], "data.val_size": 10,
                          "data.train_per_class": 3, "novelty.per_class": 1, "ablation.per_class": 1,
                          "sample.steps": [10], "merge.synthetic_per_class": 6}  # 6: every dream (a curve point)
 

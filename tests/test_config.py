@@ -51,8 +51,8 @@ def test_range_checks():
 
 
 def test_overrides_and_dvc_arguments():
-    raw = apply_overrides(default_params(), {"ddpm.lr": 0.5, "classifier.seeds": [3, 4]})
-    assert raw["ddpm"]["lr"] == 0.5 and raw["classifier"]["seeds"] == [3, 4]
+    raw = apply_overrides(default_params(), {"ddpm.lr": 0.5, "classifier.seeds.resnet18": [3, 4]})
+    assert raw["ddpm"]["lr"] == 0.5 and raw["classifier"]["seeds"]["resnet18"] == [3, 4]
     with pytest.raises(UserError, match="ddpm.nope"):
         apply_overrides(default_params(), {"ddpm.nope": 1})
     assert dvc_set_args({"a.b": [1, 2], "c.d": False, "e.f": "digits"}) == [
@@ -121,10 +121,12 @@ BAD_VALUES = [  # (key, bad value, what the message must say)
     ("classifier.resnet18.crop_padding", -1, "between 0 and 512"),
     ("classifier.resnet18.crop_padding", 32, "< data.image_size"),
     ("classifier.simple_cnn.lr_schedule", "cosine", "must be one of"),
-    ("classifier.seeds", [0, 0], "must not repeat"),
-    ("classifier.seeds", [-1], "between 0 and 2^32 - 1"),
-    ("classifier.archs", ["resnet18", "resnet18"], "must not repeat"),
-    ("classifier.archs", ["vgg16"], "must be one of"),
+    ("classifier.seeds.simple_cnn", [0, 0], "must not repeat"),
+    ("classifier.seeds.resnet18", [-1], "between 0 and 2^32 - 1"),
+    ("classifier.seeds", [0, 1], "must be a mapping"),
+    ("classifier.seeds.resnet18", 3, "must be a list"),
+    ("classifier.seeds.resnet18", [], "'resnet18' has no seeds"),  # the judge's
+    ("classifier.judge_seed", 5, "must be one of classifier.seeds.resnet18 [0, 1, 2]"),
     ("classifier.judge", "vgg16", "must be one of"),
     ("merge.filter", "best", "must be one of"),
     ("merge.keep_fraction", 0.0, "(0, 1]"),
@@ -176,7 +178,7 @@ def test_every_global_batch_must_split_over_the_processes(overrides, key):
         parse_params(apply_overrides(default_params(), overrides))
     # a batch only an architecture that is not trained uses does not count
     parse_params(apply_overrides(default_params(), {"runtime.nproc": 2}))
-    parse_params(apply_overrides(default_params(), {"runtime.nproc": 8, "classifier.archs": ["simple_cnn"],
+    parse_params(apply_overrides(default_params(), {"runtime.nproc": 8, "classifier.seeds.resnet18": [],
                                                     "classifier.judge": "simple_cnn", "classifier.resnet18.batch_size": 7}))
 
 

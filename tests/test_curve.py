@@ -11,9 +11,9 @@ from conftest import ROOT, default_params
 
 def test_queue_command_is_one_dvc_sweep():
     grid = Grid("compare", {"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]},
-                {"classifier.archs": ["simple_cnn"]}, None)
+                {"classifier.seeds.resnet18": []}, None)
     assert len(grid.combinations()) == 4
-    assert queue_commands(grid) == [["exp", "run", "--queue", "compare", "-S", 'classifier.archs=["simple_cnn"]',
+    assert queue_commands(grid) == [["exp", "run", "--queue", "compare", "-S", "classifier.seeds.resnet18=[]",
                                      "-S", "data.train_per_class=10,null", "-S", "merge.synthetic_per_class=0,6"]]
 
 

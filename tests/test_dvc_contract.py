@@ -87,10 +87,22 @@ def test_closure_follows_every_import_and_nothing_else(tmp_path):
         closure("dreaming_data.sub.c", tmp_path)
 
 
+def test_every_dvc_stage_is_a_module_s_and_every_architecture_has_its_groups():
+    """dvc.yaml's stages (groups) are exactly those the stage modules declare: one per architecture for the classifier
+    stages, so that an architecture added to ``config.Arch`` without its dvc.yaml groups fails here."""
+    from dreaming_data.tools.registry import stages
+
+    declared = {g: s.name for s in stages().values() for g in s.groups()}
+    assert sorted(declared) == sorted(DVC)
+    for group, spec in DVC.items():
+        assert f"python -m dreaming_data.stages.{declared[group]} " in spec["cmd"] + " ", group
+
+
 def test_no_stage_imports_another_stage_or_the_tools():
     from dreaming_data.tools.deps import closure
 
-    for name in (n for n in DVC):
+    for group, spec in DVC.items():  # a module may run several groups (one per architecture)
+        name = re.search(r"python -m dreaming_data\.stages\.(\w+)", spec["cmd"]).group(1)
         files = closure(f"dreaming_data.stages.{name}", ROOT)
         others = [f for f in files if "/stages/" in f and not f.endswith(("/__init__.py", f"/{name}.py"))]
         assert not others and not [f for f in files if "/tools/" in f or f.endswith("/cli.py")], (name, files)

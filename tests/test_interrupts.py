@@ -24,7 +24,8 @@ LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkp
     "generate.batch_size": 8,
     "generate.chunk_size": 4,
     "classifier.simple_cnn.epochs": 60,
-    "classifier.seeds": [0],
+    "classifier.seeds.simple_cnn": [0],
+    "classifier.seeds.resnet18": [0],
 }
 
 

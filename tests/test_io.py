@@ -105,7 +105,7 @@ def test_stage_with_an_empty_model_says_one_line(workdir):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: models/classifier/simple_cnn-baseline-seed0.pt: not a "
                                                    "dreaming-data classifier file"), r.stderr
-    assert "dvc repro train_classifier@simple_cnn-baseline-0" in lines[0]
+    assert "dvc repro train_classifier_simple_cnn@baseline-0" in lines[0]
 
 
 @pytest.mark.parametrize("make", ["npy", "text", "zero-d", "empty-pixels"])
@@ -192,7 +192,7 @@ def test_compare_refuses_metrics_that_disagree_with_their_predictions(tmp_path, 
     from dreaming_data.stages import compare
 
     monkeypatch.chdir(tmp_path)
-    p = parse_params(tiny_params(**{"classifier.archs": ["simple_cnn"], "classifier.seeds": [0, 1]}))
+    p = parse_params(tiny_params(**{"classifier.seeds.simple_cnn": [0, 1], "classifier.seeds.resnet18": []}))
     y = np.arange(20) % 2
     for arch, variant, seed in compare.runs(p):
         pred = np.where(np.arange(20) < 2 + seed, 1 - y, y)
@@ -211,5 +211,5 @@ def test_compare_refuses_metrics_that_disagree_with_their_predictions(tmp_path, 
     for bad in (0.99, "high", None):
         write_json(path, json.loads(path.read_text()) | {"accuracy": bad})
         with pytest.raises(UserError, match=rf"simple_cnn-augmented-seed0.json: accuracy {re.escape(repr(bad))} but "
-                                            r"its predictions .* give 0.90000 \(run `dvc repro evaluate@"):
+                                            r"its predictions .* give 0.90000 \(run `dvc repro evaluate_"):
             compare.run(p)

@@ -75,7 +75,7 @@ def test_a_full_disk_at_each_stages_final_write_names_the_file(workdir, capsys, 
 
     from conftest import TINY_PIPELINE
 
-    small = TINY_PIPELINE | {"classifier.archs": ["simple_cnn"], "classifier.seeds": [0], "ablation.samplers": ["ddim"],
+    small = TINY_PIPELINE | {"classifier.seeds.simple_cnn": [0], "classifier.seeds.resnet18": [], "ablation.samplers": ["ddim"],
                              "ddpm.schedules": ["linear"], "sample.steps": [10],  # an instance of every stage
                              "data.train_per_class": 4, "data.val_size": 20, "novelty.per_class": 2}  # less Inception
     write_params(workdir / "params.yaml", tiny_params(**small))

@@ -25,8 +25,8 @@ def test_repro_runs_every_stage(project):
     repo, out = project
     stages = ran(out)
     assert {"download", "train_ddpm@linear", "train_ddpm@cosine", "sample_grid@linear-10", "sample_grid@cosine-10",
-            "generate", "merge", "train_classifier@simple_cnn-augmented-0", "train_matched@simple_cnn-0",
-            "evaluate@simple_cnn-baseline_matched-0", "evaluate@simple_cnn-baseline-0", "compare",
+            "generate", "merge", "train_classifier_simple_cnn@augmented-0", "train_matched_simple_cnn@0",
+            "evaluate_simple_cnn@baseline_matched-0", "evaluate_simple_cnn@baseline-0", "compare",
             "fid_reference", "ablation_sample@linear-ancestral-10", "ablation_sample@linear-dpmsolver++-10",
             "ablation"} <= stages
     cmp = json.loads((repo / "metrics" / "comparison.json").read_text())
@@ -77,8 +77,8 @@ def test_projection_counts_what_the_run_did(project):
     for path in trained:
         m = metrics(f"train/{path.name}")
         seed = path.stem.rsplit("seed", 1)[1]
-        stage = (f"train_matched@{m['arch']}-{seed}" if m["variant"] == "baseline_matched"
-                 else f"train_classifier@{m['arch']}-{m['variant']}-{seed}")
+        stage = (f"train_matched_{m['arch']}@{seed}" if m["variant"] == "baseline_matched"
+                 else f"train_classifier_{m['arch']}@{m['variant']}-{seed}")
         assert work[stage][("classifier_step", m["arch"])] == m["optimizer_steps"], stage
     assert sum(work["generate"].values()) == metrics("generate.json")["total"] * p.generate.steps
     assert work["fid_reference"] == {("inception", ""): metrics("ablation.json")["reference"]["images"]}
@@ -229,8 +229,8 @@ def test_experiment_reruns_only_classifier_side(project):
     sh("git", "commit", "-qm", "results", "--allow-empty", cwd=repo)  # (the remote test may have committed them)
     r = sh("dvc", "exp", "run", "compare", "-S", "merge.synthetic_per_class=0", cwd=repo)
     stages = ran(r.stdout)
-    assert {"merge", "train_classifier@simple_cnn-augmented-0", "train_matched@simple_cnn-0",
-            "evaluate@simple_cnn-augmented-0", "compare"} <= stages
+    assert {"merge", "train_classifier_simple_cnn@augmented-0", "train_matched_simple_cnn@0",
+            "evaluate_simple_cnn@augmented-0", "compare"} <= stages
     assert not {s for s in stages if s.startswith(("train_ddpm", "generate", "download", "sample_"))
                 or "baseline-0" in s}, stages
     summary = json.loads((repo / "metrics" / "summary.json").read_text())["simple_cnn"]
@@ -249,7 +249,7 @@ def test_curve_queues_a_grid_and_reports_it(project):
     sh("git", "checkout", "--", ".", cwd=repo)  # the previous test's experiment is in the workspace: the study's again
     study = json.loads((repo / "metrics" / "summary.json").read_text())["simple_cnn"]
     (repo / "grid.yaml").write_text(
-        "target: compare\nfixed:\n  classifier.archs: [simple_cnn]\n  classifier.judge: simple_cnn\n"
+        "target: compare\nfixed:\n  classifier.seeds.resnet18: []\n  classifier.judge: simple_cnn\n"
         "  merge.filter: none\nsweep:\n  data.train_per_class: [3, 1000]\n  merge.synthetic_per_class: [6]\n")
     sh("git", "add", "-A", cwd=repo)  # the grid, and the study's results if no earlier test committed them
     sh("git", "commit", "-qm", "grid", cwd=repo)

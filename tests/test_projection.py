@@ -32,11 +32,11 @@ def test_the_default_study_counted_by_hand(tmp_path):
     assert w["generate"] == {("sample", "ancestral@1000"): 50_000 * 100}  # 5,000 per class, 100 steps
     assert w["sample_grid@cosine-500"] == {("sample", "ancestral@100"): 100 * 500}
     # the report's CNN: 40 epochs at batch 64 over 45,000 real (704 steps each, the last one short) ...
-    assert w["train_classifier@simple_cnn-baseline-0"] == {("classifier_step", "simple_cnn"): 40 * 704,
+    assert w["train_classifier_simple_cnn@baseline-0"] == {("classifier_step", "simple_cnn"): 40 * 704,
                                                           ("predict", "simple_cnn"): 40 * 5_000}
     # ... and over 45,000 + 50,000 dreams (1,485 steps); the matched control as many steps on the real images
-    assert w["train_classifier@simple_cnn-augmented-1"][("classifier_step", "simple_cnn")] == 40 * 1_485
-    assert w["train_matched@resnet18-2"] == {("classifier_step", "resnet18"): 40 * 372,  # ceil(95,000 / 256)
+    assert w["train_classifier_simple_cnn@augmented-1"][("classifier_step", "simple_cnn")] == 40 * 1_485
+    assert w["train_matched_resnet18@2"] == {("classifier_step", "resnet18"): 40 * 372,  # ceil(95,000 / 256)
                                              ("predict", "resnet18"): 85 * 5_000}  # 14,880 steps of 176 per epoch
     assert w["fid_reference"] == {("inception", ""): 50_000}
     assert w["ablation_sample@linear-ddim-25"] == {("sample", "ddim@1000"): 10_000 * 25}
@@ -64,7 +64,7 @@ def test_filtered_dreams_count_what_merge_keeps():
     assert sizes.classes * merged_per_class(p) == 20_000
     w = work_of(p, sizes)
     assert w["merge"] == {("predict", "resnet18"): 50_000}  # the judge scores every generated image
-    assert w["train_classifier@simple_cnn-augmented-0"][("classifier_step", "simple_cnn")] == 40 * 1_016  # 65,000
+    assert w["train_classifier_simple_cnn@augmented-0"][("classifier_step", "simple_cnn")] == 40 * 1_016  # 65,000
 
 
 def test_project_sums_units_times_rates_and_first_calls():
@@ -80,4 +80,4 @@ def test_benchmark_says_an_unknown_profile_in_one_line(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project_default.py"), "--profile", "gpu-stuyd"],
                          cwd=tmp_path, capture_output=True, text=True, env=stage_env(), timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        "error: --profile: unknown profile 'gpu-stuyd' (expected one of quickstart, cpu-study, gpu-smoke, gpu-study)"]
+        "error: --profile: unknown profile 'gpu-stuyd' (expected one of quickstart, cpu-study, cifar-cpu, gpu-smoke, gpu-study)"]

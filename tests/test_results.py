@@ -38,7 +38,7 @@ TINY_GPU_STUDY = {
     "classifier.judge": "simple_cnn",
     **TINY,
     "ddpm.epochs": 2, "classifier.simple_cnn.epochs": 1, "classifier.resnet18.epochs": 1,
-    "classifier.seeds": [0], "ablation.schedules": ["linear"], "data.train_per_class": 3, "data.val_size": 10,
+    "classifier.seeds.simple_cnn": [0], "classifier.seeds.resnet18": [0], "ablation.schedules": ["linear"], "data.train_per_class": 3, "data.val_size": 10,
     "novelty.per_class": 1,
     "ablation.steps": [10], "ablation.per_class": 1, "eval.batch_size": 2,
 }
@@ -53,7 +53,7 @@ def test_every_profile_is_valid_and_listed():
         parse_params(apply_overrides(base, load_profile(name)), f"{name} profile")
     study = parse_params(apply_overrides(base, load_profile("gpu-study")))
     assert study.data.train_per_class is None and list(study.ddpm.schedules) == ["linear", "cosine"]
-    assert list(study.classifier.seeds) == [0, 1, 2] and set(study.classifier.archs) == {"simple_cnn", "resnet18"}
+    assert study.classifier.seeds_of("resnet18") == (0, 1, 2) and study.classifier.archs == ("simple_cnn", "resnet18")
     assert study.diffusion.timesteps == 500 and study.diffusion.guidance == 1.8
 
 
@@ -289,14 +289,14 @@ def test_collect_takes_only_this_runs_outputs_and_needs_all_of_them(study, monke
     gone.unlink()
     try:
         with pytest.raises(UserError, match=r"metrics/eval/resnet18-augmented-seed0.json: missing \(written by stage "
-                                            r"evaluate@resnet18-augmented-0"):
+                                            r"evaluate_resnet18@augmented-0"):
             results.collect("gpu-study", used, out_root=tmp_path / "b")
         gone.write_bytes(kept)  # back, but newer than the stage's run: restored by something else (a dvc checkout)
-        with pytest.raises(UserError, match="outputs of stage evaluate@resnet18-augmented-0 changed after it last ran"):
+        with pytest.raises(UserError, match="outputs of stage evaluate_resnet18@augmented-0 changed after it last ran"):
             results.collect("gpu-study", used, out_root=tmp_path / "b")
     finally:
         gone.write_bytes(kept)
-        finished = json.loads((folder / "timing.json").read_text())["stages"]["evaluate@resnet18-augmented-0"]["finished"]
+        finished = json.loads((folder / "timing.json").read_text())["stages"]["evaluate_resnet18@augmented-0"]["finished"]
         t = datetime.datetime.fromisoformat(finished).timestamp()
         os.utime(gone, (t, t))  # as the stage left it
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

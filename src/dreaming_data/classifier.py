@@ -152,8 +152,10 @@ def load_classifier(path, device: torch.device, images: ImageSet | None = None, 
         model.load_state_dict(state["model"])
         norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
     except (KeyError, TypeError, ValueError, RuntimeError, UserError) as exc:
+        from dreaming_data.paths import remake
+
         raise UserError(f"{path}: a classifier file of another version or a damaged one ({type(exc).__name__}); "
-                        f"remake it with `dvc repro train_classifier`") from None
+                        f"remake it: {remake(path) or 'train it again'}") from None
     check_finite(state["model"], str(path))
     return model.to(device).eval(), norm, tuple(state["classes"])  # its layout: predict's
 

@@ -28,7 +28,7 @@ def check(params: Annotated[Path, typer.Option(help="params file to validate")] 
     except UserError as exc:
         fail(str(exc))
     print(f"{params}: ok (data.source={p.data.source}, {len(p.ddpm.schedules)} schedules, "
-          f"{len(p.classifier.seeds)} classifier seeds)")
+          f"classifier seeds: {', '.join(f'{a} {len(p.classifier.seeds_of(a))}' for a in p.classifier.archs)})")
 
 
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says

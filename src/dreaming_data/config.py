@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dreaming_data.errors import UserError
 
@@ -111,6 +111,7 @@ class MergeConfig:
 
 
 Arch = Literal["simple_cnn", "resnet18"]
+ARCHS: tuple[str, ...] = typing.get_args(Arch)
 VARIANTS = ("baseline", "baseline_matched", "augmented")  # real only; real only for augmented's step count; real + dreams
 
 
@@ -134,13 +135,34 @@ class Recipe:
     hflip: bool
 
 
+SeedList = Annotated[tuple[int, ...], "may be empty"]
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The seeds of each architecture: one classifier per variant and seed (``[]`` leaves the architecture out).
+    A mapping of lists, not one list: a DVC matrix is a cross product, and a cheap architecture can afford more seeds
+    than an expensive one (dvc.yaml has one stage group per architecture)."""
+
+    simple_cnn: SeedList
+    resnet18: SeedList
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
-    archs: tuple[Arch, ...]  # trained side by side, each with its own recipe below
-    seeds: tuple[int, ...]
-    judge: Arch  # whose real-data baseline (first seed) scores synthetic images: merge.filter, recognisability, CAS
+    seeds: Seeds
+    judge: Arch  # whose real-data baseline scores synthetic images: merge.filter, recognisability, CAS
+    judge_seed: int  # which of the judge's seeds that baseline is
     simple_cnn: Recipe
     resnet18: Recipe
+
+    @property
+    def archs(self) -> tuple[Arch, ...]:
+        """The architectures trained (those with seeds), in ``Arch``'s order."""
+        return tuple(a for a in ARCHS if getattr(self.seeds, a))
+
+    def seeds_of(self, arch: str) -> tuple[int, ...]:
+        return getattr(self.seeds, arch)
 
     def recipe(self, arch: str) -> Recipe:
         return getattr(self, arch)
@@ -213,6 +235,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if value not in args:
             raise UserError(f"{source}: '{key}' must be one of {', '.join(map(str, args))}, got {value!r}")
         return value
+    if origin is Annotated:  # tuple[...] that may be empty
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{source}: '{key}' must be a list (empty leaves it out), got {value!r}")
+        return _coerce(value, args[0], key, source) if value else ()
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not value:
             raise UserError(f"{source}: '{key}' must be a non-empty list, got {value!r}")
@@ -240,7 +266,7 @@ def parse_section(cls: type, raw: Any, section: str, source: str) -> Any:
     """Build the frozen dataclass ``cls`` from the mapping ``raw``; every field required, no extra keys."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: '{section}' must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in hints:
@@ -356,9 +382,10 @@ RANGES = {
     "novelty.percentile": "(0, 50]", "novelty.per_class": "[1, 10000000]", "novelty.pairs": "[1, 100]",
     "ablation.per_class": "[1, 1000000]", "ablation.cas_steps": "[1, 10000000]",
 }
-SEEDS = ("data.seed", "ddpm.seed", "sample.seed", "generate.seed", "classifier.seeds", "eval.seed", "ablation.seed")
-UNIQUE = ("ddpm.schedules", "sample.steps", "classifier.archs", "classifier.seeds", "ablation.schedules",
-          "ablation.samplers", "ablation.steps")
+SEEDS = ("data.seed", "ddpm.seed", "sample.seed", "generate.seed", "classifier.seeds.*", "classifier.judge_seed",
+         "eval.seed", "ablation.seed")
+UNIQUE = ("ddpm.schedules", "sample.steps", "classifier.seeds.*", "ablation.schedules", "ablation.samplers",
+          "ablation.steps")
 NULLABLE = ("data.train_per_class", "novelty.per_class")
 IMAGE_SET_BYTES = 2 ** 36  # 64 GiB: the most one image set (dreams of one stage, all classes) may take in memory
 
@@ -388,23 +415,27 @@ def _range_message(spec: str, v) -> str:
 
 def _check_ranges(p: Params) -> Iterator[tuple[str, str]]:
     for pattern, spec in RANGES.items():
-        keys = [pattern.replace("*", a) for a in typing.get_args(Arch)] if "*" in pattern else [pattern]
-        for key in keys:
+        for key in _per_arch([pattern]):
             v = value(p, key)
             items = enumerate(v) if isinstance(v, tuple) else [(None, v)]
             for i, x in items:
                 if x is not None and not _in_range(x, spec):
                     null = " or null" if key in NULLABLE else ""
                     yield (key if i is None or len(v) == 1 else f"{key}[{i}]"), _range_message(spec, x) + null
-    for key in SEEDS:
+    for key in _per_arch(SEEDS):
         v = value(p, key)
         for i, x in (enumerate(v) if isinstance(v, tuple) else [(None, v)]):
             if not 0 <= x < 2 ** 32:
                 yield (key if i is None else f"{key}[{i}]"), f"must be between 0 and 2^32 - 1, got {x}"
-    for key in UNIQUE:
+    for key in _per_arch(UNIQUE):
         v = value(p, key)
         if len(set(v)) != len(v):
             yield key, f"must not repeat a value, got {list(v)}"
+
+
+def _per_arch(keys) -> list[str]:
+    """``keys`` with each ``*`` (an architecture) spelled out for every one."""
+    return [k.replace("*", a) for k in keys for a in (ARCHS if "*" in k else ["*"])]
 
 
 def _check_runtime(p: Params) -> Iterator[tuple[str, str]]:
@@ -474,11 +505,17 @@ def _check_experiment(p: Params) -> Iterator[tuple[str, str]]:
             yield "merge.synthetic_per_class", (f"{m} kept of ceil({m} / merge.keep_fraction {mg.keep_fraction}) = "
                                                 f"{n} candidates per class needs generate.per_class >= that, got "
                                                 f"{g.per_class}")
-    if c.judge not in c.archs:
-        yield "classifier.judge", f"must be one of classifier.archs {list(c.archs)}, got {c.judge!r}"
+    if not c.archs:
+        yield "classifier.seeds", "every architecture's list is empty: give at least one architecture a seed"
+    elif c.judge not in c.archs:
+        yield "classifier.judge", (f"{c.judge!r} has no seeds (classifier.seeds.{c.judge} is empty): use one of "
+                                   f"{list(c.archs)}")
+    elif c.judge_seed not in c.seeds_of(c.judge):
+        yield "classifier.judge_seed", (f"must be one of classifier.seeds.{c.judge} {list(c.seeds_of(c.judge))}, got "
+                                        f"{c.judge_seed}")
     if c.resnet18.batch_size < 2:
         yield "classifier.resnet18.batch_size", "must be >= 2: BatchNorm cannot train on a batch of one image, got 1"
-    for arch in typing.get_args(Arch):
+    for arch in ARCHS:
         pad = c.recipe(arch).crop_padding
         if pad >= d.image_size:
             yield f"classifier.{arch}.crop_padding", f"must be < data.image_size ({d.image_size}), got {pad}"

@@ -45,9 +45,9 @@ def classifier_model(name: str) -> Path:
 
 
 def judge_model(p) -> Path:
-    """The judge's real-data baseline (``classifier.judge``, first seed): what scores dreams for merge.filter and the
-    ablation (``p``: the parsed params)."""
-    return classifier_model(classifier_name(p.classifier.judge, "baseline", p.classifier.seeds[0]))
+    """The judge's real-data baseline (``classifier.judge`` at ``classifier.judge_seed``): what scores dreams for
+    merge.filter and the ablation (``p``: the parsed params)."""
+    return classifier_model(classifier_name(p.classifier.judge, "baseline", p.classifier.judge_seed))
 
 
 def ablation_cell(schedule: str, sampler: str, steps: int) -> str:

@@ -86,10 +86,23 @@ class Stage:
     live: bool = False  # logs to DVCLive while it runs: dvclive/<label>/ (metrics.json, plots/), declared in dvc.yaml
     priority: Callable[..., tuple] = field(default=lambda p, **kw: (99,))
     distributed: bool = False  # runs in runtime.nproc x runtime.nnodes processes (DDP, shared sampling)
+    per_arch: bool = False  # one stage group per architecture in dvc.yaml (``<name>_<arch>``, its own seeds)
+
+    def group(self, **kw: Any) -> str:
+        """The dvc.yaml stage (group) the instance belongs to: the name, or ``<name>_<arch>`` when ``per_arch``."""
+        return f"{self.name}_{kw['arch']}" if self.per_arch else self.name
+
+    def groups(self) -> list[str]:
+        """Every dvc.yaml stage (group) this module declares."""
+        from dreaming_data.config import ARCHS
+
+        return [f"{self.name}_{a}" for a in ARCHS] if self.per_arch else [self.name]
 
     def label(self, **kw: Any) -> str:
-        """The instance's name as DVC spells it: ``evaluate@resnet18-augmented-0``, ``compare``."""
-        return self.name + ("@" + "-".join(map(str, kw.values())) if kw else "")
+        """The instance's name as DVC spells it: ``evaluate_resnet18@augmented-0``, ``train_ddpm@linear``,
+        ``compare``."""
+        rest = [v for k, v in kw.items() if not (self.per_arch and k == "arch")]
+        return self.group(**kw) + ("@" + "-".join(map(str, rest)) if rest else "")
 
     def live_dir(self, **kw: Any) -> str | None:
         """The instance's DVCLive directory (``paths.live_dir``), or None."""

@@ -39,7 +39,7 @@ class Judge:
 
         p, judge = self.p, self.p.classifier.judge
         trained = train_classifier(judge, p.classifier.recipe(judge), p.runtime, images, self.val.subset(np.arange(0)),
-                                   p.classifier.seeds[0], p.ablation.cas_steps, label=label)
+                                   p.classifier.judge_seed, p.ablation.cas_steps, label=label)
         pred = predict(trained.model, trained.normalizer, self.test.x, self.device, p.runtime).argmax(1)
         return float((pred == self.test.y).mean())
 
@@ -132,7 +132,7 @@ def write_outputs(p, result: dict, cas_real: float) -> None:
             f"features of {ref['features_for_kid_and_pr']} of them. CAS: {judge} trained on synthetic images "
             f"only, {a.cas_steps} optimizer steps; the same recipe on {result['cas_real_images']} real training images "
             f"scores {cas_real:.4f}. Recognisability: {judge} baseline classifier (seed "
-            f"{p.classifier.seeds[0]}) on the synthetic images. Near copies (Inception / pixels): the share of a cell's "
+            f"{p.classifier.judge_seed}) on the synthetic images. Near copies (Inception / pixels): the share of a cell's "
             f"images nearer their nearest training image than the {p.novelty.percentile:g}th percentile of held-out "
             f"real images' nearest distances (about {p.novelty.percentile:g}% for new images; `novelty.py`). Cost: "
             f"{guided} network evaluation(s) per step; "

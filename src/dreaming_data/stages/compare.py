@@ -12,7 +12,7 @@ REPORT = paths.REPORTS / "comparison.md"
 
 
 def runs(p) -> list[tuple[str, str, int]]:
-    return [(a, v, s) for a in p.classifier.archs for v in VARIANTS for s in p.classifier.seeds]
+    return [(a, v, s) for a in p.classifier.archs for v in VARIANTS for s in p.classifier.seeds_of(a)]
 
 
 def eval_json(arch: str, variant: str, seed: int):
@@ -80,19 +80,19 @@ def run(p) -> dict:
         metrics_path = eval_json(arch, variant, seed)
         results.setdefault(arch, {}).setdefault(variant, {})[seed] = metrics = read_json(metrics_path)
         if not isinstance(metrics, dict) or not {"accuracy", "macro_f1", "per_class"} <= set(metrics):
-            raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+            raise UserError(f"{metrics_path}: not test metrics (run `dvc repro evaluate_{arch}@{variant}-{seed}`)")
         classes = list(metrics["per_class"])
         y, pred = read_predictions(predictions_csv(arch, variant, seed), classes)
         if labels is not None and (len(y) != len(labels) or (y != labels).any()):
             raise UserError(f"{predictions_csv(arch, variant, seed)}: another test split than the other runs' "
-                            f"(run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+                            f"(run `dvc repro evaluate_{arch}@{variant}-{seed}`)")
         labels = y
         accuracy = metrics["accuracy"]
         if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or \
                 abs(accuracy - float((pred == y).mean())) > 1e-4:  # the means from one, the differences from the other
             raise UserError(f"{metrics_path}: accuracy {accuracy!r} but its predictions "
                             f"({predictions_csv(arch, variant, seed)}) give {float((pred == y).mean()):.5f} "
-                            f"(run `dvc repro evaluate@{arch}-{variant}-{seed}`)")
+                            f"(run `dvc repro evaluate_{arch}@{variant}-{seed}`)")
         predictions.setdefault(arch, {}).setdefault(variant, {})[seed] = pred
         history = read_history(history_csv(arch, variant, seed))
         histories.setdefault(arch, {}).setdefault(variant, []).append(history)

@@ -1,4 +1,4 @@
-"""DVC stage ``evaluate@<arch>-<variant>-<seed>``: one trained classifier on the real test split: accuracy, per-class
+"""DVC stages ``evaluate_<arch>@<variant>-<seed>``: one trained classifier on the real test split: accuracy, per-class
 and macro precision/recall/F1, and its confusion matrix."""
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ def small(p, arch: str, variant: str, seed: int) -> list:
 STAGE = Stage(
     "evaluate", run,
     matrix=lambda p: [{"arch": a, "variant": v, "seed": s} for a in p.classifier.archs for v in VARIANTS
-                      for s in p.classifier.seeds],
+                      for s in p.classifier.seeds_of(a)],
     inputs=lambda p, arch, variant, seed: [paths.classifier_model(paths.classifier_name(arch, variant, seed)),
                                            paths.prepared("test")],
     small=small,
     work=lambda p, s, arch, variant, seed: [Part("predict", arch, s.test)],
-    priority=lambda p, arch, variant, seed: (3, p.classifier.archs.index(arch), 3, VARIANTS.index(variant), seed))
+    priority=lambda p, arch, variant, seed: (3, p.classifier.archs.index(arch), 3, VARIANTS.index(variant), seed),
+    per_arch=True)
 
 if __name__ == "__main__":
     STAGE.main()

@@ -1,5 +1,6 @@
-"""DVC stage ``train_classifier@<arch>-<variant>-<seed>``: ``baseline`` (the real images) or ``augmented`` (real and
-dreamed), the recipe's epochs over the variant's own training set (resumable)."""
+"""DVC stages ``train_classifier_<arch>@<variant>-<seed>`` (a group per architecture, each with its own seeds):
+``baseline`` (the real images) or ``augmented`` (real and dreamed), the recipe's epochs over the variant's own
+training set (resumable)."""
 
 from __future__ import annotations
 
@@ -36,11 +37,11 @@ def small(p, arch: str, variant: str, seed: int) -> list:
 STAGE = Stage(
     "train_classifier", run,
     matrix=lambda p: [{"arch": a, "variant": v, "seed": s} for a in p.classifier.archs for v in VARIANTS
-                      for s in p.classifier.seeds],
+                      for s in p.classifier.seeds_of(a)],
     inputs=lambda p, arch, variant, seed: [paths.train_set(variant), paths.prepared("val")],
     outputs=outputs, small=small, work=work,
     priority=lambda p, arch, variant, seed: (3, p.classifier.archs.index(arch), VARIANTS.index(variant), seed),
-    live=True, distributed=True)
+    live=True, distributed=True, per_arch=True)
 
 if __name__ == "__main__":
     STAGE.main()

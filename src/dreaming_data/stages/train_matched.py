@@ -1,4 +1,4 @@
-"""DVC stage ``train_matched@<arch>-<seed>``: ``baseline_matched``, the real images only, for as many optimizer steps
+"""DVC stages ``train_matched_<arch>@<seed>``: ``baseline_matched``, the real images only, for as many optimizer steps
 as ``augmented`` takes (its recipe's epochs over the merged set), so that augmented - baseline_matched compares at
 equal cost (resumable)."""
 
@@ -31,12 +31,12 @@ def small(p, arch: str, seed: int) -> list:
 
 STAGE = Stage(
     "train_matched", run,
-    matrix=lambda p: [{"arch": a, "seed": s} for a in p.classifier.archs for s in p.classifier.seeds],
+    matrix=lambda p: [{"arch": a, "seed": s} for a in p.classifier.archs for s in p.classifier.seeds_of(a)],
     inputs=lambda p, arch, seed: [paths.train_set("baseline"), paths.train_set("augmented"), paths.prepared("val")],
     outputs=lambda p, arch, seed: [paths.classifier_model(paths.classifier_name(arch, VARIANT, seed))],
     small=small, work=work,
     priority=lambda p, arch, seed: (3, p.classifier.archs.index(arch), 2, seed),
-    live=True, distributed=True)
+    live=True, distributed=True, per_arch=True)
 
 if __name__ == "__main__":
     STAGE.main()

@@ -259,7 +259,7 @@ def live_files(p, stages: list[str]) -> tuple[list[str], list[dict]]:
             continue
         found = sorted(f.as_posix() for f in Path(i.live).rglob("*") if f.is_file() and not f.name.startswith("."))
         files += found
-        drawn = any("dvclive" in str(x) for x in (spec.get(i.stage.name) or {}).get("plots") or [])
+        drawn = any("dvclive" in str(x) for x in (spec.get(i.stage.group(**i.kwargs)) or {}).get("plots") or [])
         if drawn and any(f.endswith(".tsv") for f in found):
             plots.append({f"{i.live}/plots": {"x": "step"}})
     return files, plots
