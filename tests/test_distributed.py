@@ -284,7 +284,7 @@ def test_workers_die_with_a_killed_launcher_and_a_stopped_worker_is_one_line(tra
 
 def test_in_process_launch_leaves_the_signal_handlers_as_they_were(trained, monkeypatch):
     """--no-dvc runs stages in one process: a later stage's Ctrl-C must still be a KeyboardInterrupt."""
-    from dreaming_data.runner import run_stage
+    from dreaming_data.launch import run_stage
 
     monkeypatch.chdir(trained)
     monkeypatch.setenv("PYTHONPATH", stage_env()["PYTHONPATH"])

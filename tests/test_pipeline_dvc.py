@@ -155,6 +155,24 @@ def test_params_changes_rerun_only_dependent_stages(project):
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
+def test_code_edits_rerun_only_the_stages_that_execute_the_code(project):
+    """An edit of the GPU locks or the live logging marks the training and sampling stages stale, and leaves the
+    stages that never run that code (data, merge, comparison, evaluation) up to date; the same for the launcher."""
+    repo, _ = project
+    for name in ("gpus.py", "live.py", "launch.py", "distributed.py"):
+        path = repo / "src" / "dreaming_data" / name
+        text = path.read_text()
+        try:
+            path.write_text(text + "\n# an edit\n")
+            stale = ran(sh("dvc", "repro", "--dry", cwd=repo).stdout)
+        finally:
+            path.write_text(text)
+        assert "train_ddpm@linear" in stale and "train_classifier_simple_cnn@baseline-0" in stale, (name, stale)
+        assert not stale & {"download", "merge", "compare", "evaluate_simple_cnn@baseline-0", "sample_noise"}, (
+            name, stale)
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
 def test_each_plot_is_drawn_once(project):
     repo, _ = project
     shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]

@@ -17,8 +17,9 @@ from dreaming_data.config import Params, Recipe, RuntimeConfig, steps_per_epoch,
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, check_same_kind, load_images, write_csv, write_json
 from dreaming_data.randomness import fingerprint_array, seed_for
-from dreaming_data.runtime import autocast, maybe_compile, memory_format, resolve_device, seed_rank, setup_backends, wrap_ddp
-from dreaming_data.training import Trainer, check_loss, train
+from dreaming_data.launch import claim_device
+from dreaming_data.runtime import autocast, maybe_compile, memory_format, setup_backends
+from dreaming_data.training import Trainer, check_loss, seed_rank, train, wrap_ddp
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -170,7 +171,7 @@ def train_classifier(arch: str, cfg: Recipe, runtime: RuntimeConfig, train_set: 
     batch. BatchNorm statistics are synchronised over ranks on CUDA (SyncBatchNorm), per rank on the CPU (where rank
     0 takes a last batch of fewer than 2 images per rank whole: BatchNorm cannot train on one image).
     """
-    device = resolve_device(runtime)
+    device = claim_device(runtime)
     setup_backends(device)
     t = ClassifierTrainer(arch, cfg, runtime, train_set, val, seed, steps, label, device)
     stats = train(t, resume, device, runtime, t.gen, save_each_epoch=True, on_step=on_step, live_stage=live_stage)

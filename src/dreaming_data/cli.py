@@ -53,6 +53,7 @@ def _run_without_dvc(profile: str, merged: dict, archive: Path | None) -> Path:
 
     import yaml
 
+    from dreaming_data.launch import run_stage as launch_stage
     from dreaming_data.tools.registry import ordered
 
     out = Path(".dreaming-data") / f"params-{profile}.yaml"
@@ -61,7 +62,7 @@ def _run_without_dvc(profile: str, merged: dict, archive: Path | None) -> Path:
     for instance in ordered(load_params(out)):
         t0 = time.perf_counter()
         print(f"=== {instance.label}", flush=True)
-        run_stage(instance.stage, out, **instance.kwargs)
+        (launch_stage if instance.stage.distributed else run_stage)(instance.stage, out, **instance.kwargs)
         print(f"=== {instance.label}: {time.perf_counter() - t0:.1f} s", flush=True)
         if archive is not None:
             from dreaming_data.tools import results

@@ -15,10 +15,10 @@ from dreaming_data.ddpm import build_unet, process_config
 from dreaming_data.diffusion import Schedule, from_uint8, make_schedule, training_loss
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet
+from dreaming_data.launch import claim_device
 from dreaming_data.randomness import fingerprint_array, seed_for
-from dreaming_data.runtime import (autocast, maybe_compile, memory_format, resolve_device, seed_rank, setup_backends,
-                                   wrap_ddp)
-from dreaming_data.training import Trainer, check_loss, train
+from dreaming_data.runtime import autocast, maybe_compile, memory_format, setup_backends
+from dreaming_data.training import Trainer, check_loss, seed_rank, train, wrap_ddp
 from dreaming_data.unet import UNet, count_parameters
 
 
@@ -174,7 +174,7 @@ def train_ddpm(p: Params, schedule: str, train_set: ImageSet, resume: ResumeDir 
     process does, and computes the loss of its share; gradients are averaged over ranks, so the weights are those
     of one process up to float rounding (and, with dropout, other masks on ranks > 0).
     """
-    device = resolve_device(p.runtime)
+    device = claim_device(p.runtime)
     setup_backends(device)
     t = DDPMTrainer(p, schedule, train_set, device)
     stats = train(t, resume, device, p.runtime, t.gen, save_minutes=p.ddpm.checkpoint_minutes, on_step=on_step,

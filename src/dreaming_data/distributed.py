@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from dreaming_data.config import RuntimeConfig
-from dreaming_data.errors import UserError
+from dreaming_data.errors import INTERRUPTED, UserError
 
 ERRORS_ENV = "DREAMING_DATA_ERRORS"  # the folder where workers leave their one-line reason for stopping
 LAUNCHER_ENV = "DREAMING_DATA_LAUNCHER"  # the pid of the process that started the workers
-INTERRUPTED = "interrupted; rerun the stage to resume from its last checkpoint"
 _collective_device = None  # gloo reduces CPU tensors, NCCL CUDA ones
 
 

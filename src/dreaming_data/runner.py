@@ -1,16 +1,16 @@
-"""What every stage shares at run time: load params, check the instance, run the body (under torchrun when it asks
-for several processes), record its seconds, turn a user mistake into one line."""
+"""What every stage shares at run time: load params, check the instance, run the body with all its outputs or none,
+record its seconds, turn a user mistake into one line. What only some stages use (torchrun, GPU locks) is in
+``launch.py``, so that a change there re-runs only the stages that execute it."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from dreaming_data.config import load_params
-from dreaming_data.errors import UserError
+from dreaming_data.errors import INTERRUPTED, UserError
 from dreaming_data.io import WriteError, outputs
 
 TIMING = Path(".dreaming-data") / "timing.jsonl"  # one line per finished stage (git-ignored; `results collect` reads it)
@@ -65,22 +65,6 @@ def rerun_hint(label: str) -> str:
     return "free disk space and run it again (the previous outputs are untouched)"
 
 
-def pin_gpus(runtime) -> None:
-    """A torchrun stage on one node with runtime.device auto: its workers get ``runtime.nproc`` GPUs that no other
-    running stage holds (CUDA_VISIBLE_DEVICES of the workers; the locks last until this launcher exits)."""
-    if runtime.device != "auto" or runtime.nnodes > 1:
-        return
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-        from dreaming_data import gpus
-        from dreaming_data.runtime import take_gpus
-
-        count = torch.cuda.device_count()
-        ids = gpus.visible_ids(count)
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids[i] for i in take_gpus(runtime.nproc))
-
-
 def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
     """``kw`` must be one of the stage's matrix instances under these params (a stage of their dvc.yaml)."""
     instances = stage.matrix(params)
@@ -90,42 +74,18 @@ def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
 
 
 def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:
-    """Load params, run ``stage.run(params, **kw)``; a ``UserError`` becomes one line, exit 2.
-
-    A ``distributed`` stage with ``runtime.nproc x runtime.nnodes > 1`` is relaunched under torchrun (the same
-    module, one process per GPU) and this process waits for it."""
-    from dreaming_data import distributed as dd
-
-    worker = dd.in_worker()
-    if worker:
-        dd.die_with_parent()  # torchrun's SIGTERM is Ctrl-C already: Stage.main, every stage process's entry
-    # a worker of our launcher leaves its reason for the launcher to say once; of a plain torchrun, rank 0 says it
-    reason = worker and bool(os.environ.get(dd.ERRORS_ENV))
-    silent = worker and (reason or os.environ.get("RANK", "0") != "0")
+    """Load params, run ``stage.run(params, **kw)`` in this process with every output or none; a ``UserError``
+    becomes one line, exit 2. A stage that may run in several processes starts through ``launch.run_stage``."""
+    label = stage.label(**kw)
     try:
         params = load_params(params_path)
         check_instance(stage, params, params_path, kw)
-        label = stage.label(**kw)
         started = time.perf_counter()
-        if stage.distributed and params.runtime.world_size > 1 and not worker:
-            pin_gpus(params.runtime)
-            result = dd.launch(params.runtime, label, stage.command(params_path, kw))
-        else:
-            with dd.session(params.runtime), outputs():  # every output of the stage, or none
-                result = stage.run(params, **kw)
-        if not worker:
-            record_timing(label, time.perf_counter() - started, params_path)
+        with outputs():  # every output of the stage, or none
+            result = stage.run(params, **kw)
+        record_timing(label, time.perf_counter() - started, params_path)
         return result
     except (UserError, OSError) as exc:
-        message = one_line(exc, stage.label(**kw))
-        if reason:
-            dd.leave_reason(message)
-        if silent:
-            raise SystemExit(2) from None
-        fail(message)
+        fail(one_line(exc, label))
     except KeyboardInterrupt:
-        if reason:
-            dd.leave_reason(dd.INTERRUPTED)
-        if silent:
-            raise SystemExit(2) from None
-        fail(dd.INTERRUPTED)
+        fail(INTERRUPTED)

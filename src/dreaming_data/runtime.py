@@ -7,40 +7,26 @@ import os
 
 import torch
 
-from dreaming_data import distributed as dd
 from dreaming_data.config import RuntimeConfig
 from dreaming_data.errors import UserError
-from dreaming_data.randomness import seed_for
 
 
 def resolve_device(cfg: RuntimeConfig) -> torch.device:
+    """The device ``runtime.device`` asks for (auto: CUDA when torch sees it, else the CPU), and the CPU threads
+    ``runtime.num_workers`` sets. A stage that may run under torchrun or beside others on a machine with several GPUs
+    takes its GPU with ``launch.claim_device`` instead."""
     if cfg.num_workers > 0:
         torch.set_num_threads(cfg.num_workers)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("runtime.device: cuda requested but torch sees no CUDA device (use auto or cpu)")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
-    if device.type == "cuda" and dd.world_size() > 1:
-        device = torch.device("cuda", dd.local_rank())  # one GPU per process (the launcher took them: gpus.py)
-    elif device.type == "cuda" and cfg.device == "auto" and torch.cuda.device_count() > 1:
-        device = torch.device("cuda", take_gpus(1))
-        torch.cuda.set_device(device)
+    return use_device(torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if cfg.device == "auto" else cfg.device))
+
+
+def use_device(device: torch.device) -> torch.device:
+    """Record ``device`` as the one this process computes on (what a progress bar's time projection names)."""
     _DEVICE[0] = describe(device)
     return device
-
-
-def take_gpus(n: int) -> int | list[int]:
-    """``n`` of this machine's GPUs that no other running stage holds (``gpus.take``), said once: the index of one,
-    or the indices of several."""
-    from dreaming_data import gpus
-
-    count = torch.cuda.device_count()
-    first = not gpus._HELD
-    taken = gpus.take(n, count)
-    if first:
-        print(f"gpu: this stage took GPU {', '.join(gpus.visible_ids(count)[i] for i in taken)} of {count} "
-              f"(runtime.device: auto; no other running stage holds it)", flush=True)
-    return taken[0] if n == 1 else taken
 
 
 def native_bf16_cpu() -> bool:
@@ -89,51 +75,6 @@ def maybe_compile(module: torch.nn.Module, device: torch.device, cfg: RuntimeCon
     if device.type == "cuda" and cfg.compile and not os.environ.get("DREAMING_DATA_NO_COMPILE"):
         return torch.compile(module)
     return module
-
-
-def rng_states(gen: torch.Generator, device: torch.device) -> dict:
-    """Every generator a training loop draws from: its own ``gen`` (the same on every rank) and each rank's global
-    ones (dropout), gathered from all ranks: a collective, every rank calls it."""
-    mine = {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-    return {"generator": gen.get_state(), "rank_rng": dd.gather(mine)}
-
-
-def seed_rank(seed: int, step: int = 0) -> None:
-    """Ranks other than 0 draw their own dropout masks: reseed their global generators from (seed, rank, step).
-    Rank 0 keeps its stream, so one process trains exactly as without DDP."""
-    if dd.rank() > 0:
-        torch.manual_seed(seed_for(seed, 3, dd.rank(), step))
-
-
-def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch.device, seed: int, step: int) -> None:
-    """Load each of ``parts`` (name -> module, optimizer or scheduler) from ``state``, then the generators: this
-    rank's saved global ones, or, for a rank the saved run did not have, fresh ones from (seed, rank, step)."""
-    for name, part in parts.items():
-        part.load_state_dict(state[name])
-    gen.set_state(state["generator"].cpu())
-    saved = state["rank_rng"]
-    if dd.rank() < len(saved):
-        torch.set_rng_state(saved[dd.rank()]["torch"].cpu())
-        if device.type == "cuda" and saved[dd.rank()]["cuda"] is not None:
-            torch.cuda.set_rng_state(saved[dd.rank()]["cuda"].cpu(), device)
-    else:
-        seed_rank(seed, step)
-
-
-def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DistributedDataParallel around ``model`` with several processes (gradients averaged over ranks in backward,
-    rank 0's weights broadcast at the start); ``model`` itself with one."""
-    if dd.world_size() == 1:
-        return model
-    import warnings
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    # 1x1 convolutions' gradients come in another (equivalent) stride order than DDP's buckets: harmless
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   gradient_as_bucket_view=True)
 
 
 def setup_backends(device: torch.device) -> None:
@@ -188,4 +129,5 @@ def progress_bar(**kwargs):
             return shown
 
     interactive = sys.stderr.isatty()
-    return Bar(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, disable=not dd.is_main(), **kwargs)
+    main = os.environ.get("RANK", "0") == "0"  # torchrun's rank of this process (none: the only one)
+    return Bar(dynamic_ncols=True, mininterval=0.2 if interactive else 10.0, disable=not main, **kwargs)

@@ -188,9 +188,10 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
 def load_sampler(p: Params, schedule: str, sampler: str | None = None) -> Sampler:
     """The sampler of the trained model of ``schedule`` (``diffusion.sampler``, or ``sampler``), on the params'
     device."""
-    from dreaming_data.runtime import resolve_device, setup_backends
+    from dreaming_data.launch import claim_device
+    from dreaming_data.runtime import setup_backends
 
-    device = resolve_device(p.runtime)
+    device = claim_device(p.runtime)
     setup_backends(device)
     return Sampler(load_ddpm(paths.ddpm_model(schedule), device, p, schedule), p.diffusion, p.runtime, device, sampler)
 

@@ -15,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from dreaming_data import distributed as dd
 from dreaming_data.checkpoints import ResumeDir, graceful_stop
 from dreaming_data.errors import UserError
+from dreaming_data.randomness import seed_for
 
 
 class Trainer:
@@ -86,7 +89,7 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
     what ``trainer.live`` returns in ``dvclive/<live_stage>`` (``live.py``)."""
     from dreaming_data.live import LiveLog
 
-    from dreaming_data.runtime import numerics, progress_bar, restore_states, rng_states
+    from dreaming_data.runtime import numerics, progress_bar
 
     step = 0
     if resume is not None:
@@ -148,3 +151,52 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
                 last_save = time.monotonic()
     live.close()
     return LoopStats(resumed_from, step - resumed_from, time.perf_counter() - t_start)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Random state and gradients across ranks (identities with one process)
+
+
+def rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """Every generator a training loop draws from: its own ``gen`` (the same on every rank) and each rank's global
+    ones (dropout), gathered from all ranks: a collective, every rank calls it."""
+    mine = {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {"generator": gen.get_state(), "rank_rng": dd.gather(mine)}
+
+
+def seed_rank(seed: int, step: int = 0) -> None:
+    """Ranks other than 0 draw their own dropout masks: reseed their global generators from (seed, rank, step).
+    Rank 0 keeps its stream, so one process trains exactly as without DDP."""
+    if dd.rank() > 0:
+        torch.manual_seed(seed_for(seed, 3, dd.rank(), step))
+
+
+def restore_states(state: dict, parts: dict, gen: torch.Generator, device: torch.device, seed: int, step: int) -> None:
+    """Load each of ``parts`` (name -> module, optimizer or scheduler) from ``state``, then the generators: this
+    rank's saved global ones, or, for a rank the saved run did not have, fresh ones from (seed, rank, step)."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    gen.set_state(state["generator"].cpu())
+    saved = state["rank_rng"]
+    if dd.rank() < len(saved):
+        torch.set_rng_state(saved[dd.rank()]["torch"].cpu())
+        if device.type == "cuda" and saved[dd.rank()]["cuda"] is not None:
+            torch.cuda.set_rng_state(saved[dd.rank()]["cuda"].cpu(), device)
+    else:
+        seed_rank(seed, step)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``model`` with several processes (gradients averaged over ranks in backward,
+    rank 0's weights broadcast at the start); ``model`` itself with one."""
+    if dd.world_size() == 1:
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # 1x1 convolutions' gradients come in another (equivalent) stride order than DDP's buckets: harmless
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)

@@ -134,13 +134,17 @@ class Stage:
         args = vars(parser.parse_args(argv))
         return args, args.pop("params")
 
-    def main(self, argv: list[str] | None = None) -> None:
-        """The DVC command: run this stage with the command line's arguments (``runner.run_stage``). SIGTERM (a
-        ``kill``, a batch scheduler's time limit) stops it as Ctrl-C does: one line, exit 2, and the checkpoint kept."""
+    def main(self, argv: list[str] | None = None, run: Callable[..., Any] | None = None) -> None:
+        """The DVC command: run this stage with the command line's arguments, by ``run``: ``runner.run_stage``, or
+        for a ``distributed`` stage ``launch.run_stage`` (which its module imports, so that only such stages depend
+        on the launching code). SIGTERM (a ``kill``, a batch scheduler's time limit) stops it as Ctrl-C does: one
+        line, exit 2, and the checkpoint kept."""
         import signal
 
         from dreaming_data.runner import run_stage
 
+        if self.distributed and run is None:
+            raise RuntimeError(f"{self.module}: a distributed stage starts with STAGE.main(run=launch.run_stage)")
         kwargs, params = self.parse(argv)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        run_stage(self, params, **kwargs)
+        (run or run_stage)(self, params, **kwargs)

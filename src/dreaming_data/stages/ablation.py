@@ -81,10 +81,10 @@ def run(p) -> dict:
     from dreaming_data.errors import UserError
     from dreaming_data.io import load_images, per_class_sample, write_json
     from dreaming_data.quality import Reference, Scorer, weights_id
-    from dreaming_data.runtime import resolve_device
+    from dreaming_data.launch import claim_device
 
     a = p.ablation
-    device = resolve_device(p.runtime)
+    device = claim_device(p.runtime)
     reference = Reference.load(paths.REFERENCE, "fid_reference")
     if reference.split != p.eval.fid_reference or reference.weights != weights_id(p.eval.fid_weights) or \
             reference.train_features is None:
@@ -182,4 +182,6 @@ STAGE = Stage("ablation", run,
               distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

@@ -45,4 +45,6 @@ STAGE = Stage(
     distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

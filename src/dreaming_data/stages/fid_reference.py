@@ -16,10 +16,10 @@ def run(p) -> None:
     from dreaming_data import distributed as dd
     from dreaming_data.io import load_images
     from dreaming_data.quality import Reference, inception_features
-    from dreaming_data.runtime import resolve_device
+    from dreaming_data.launch import claim_device
 
     e = p.eval
-    device = resolve_device(p.runtime)
+    device = claim_device(p.runtime)
     train, val = load_images(paths.train_set("baseline")).x, load_images(paths.prepared("val")).x
     feats = inception_features(np.concatenate([train, val]), e.fid_weights, device, e.batch_size,
                                desc="Inception, real train split")
@@ -49,4 +49,6 @@ STAGE = Stage("fid_reference", run,
               distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

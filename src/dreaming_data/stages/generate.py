@@ -42,4 +42,6 @@ STAGE = Stage("generate", run,
               live=True, distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

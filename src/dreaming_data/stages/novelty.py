@@ -29,9 +29,9 @@ def run(p) -> None:
     from dreaming_data.io import check_same_kind, load_images, save_png, write_json
     from dreaming_data.novelty import measure
     from dreaming_data.quality import InceptionFeatures, Reference, inception_features, weights_id
-    from dreaming_data.runtime import resolve_device
+    from dreaming_data.launch import claim_device
 
-    device = resolve_device(p.runtime)
+    device = claim_device(p.runtime)
     train, val = load_images(paths.train_set("baseline")), load_images(paths.prepared("val"))
     dreams = measured(p, load_images(SYNTHETIC))
     check_same_kind(train, dreams)
@@ -108,4 +108,6 @@ STAGE = Stage("novelty", run,
               distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

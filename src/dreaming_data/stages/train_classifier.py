@@ -44,4 +44,6 @@ STAGE = Stage(
     live=True, distributed=True, per_arch=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)

@@ -47,4 +47,6 @@ STAGE = Stage(
     live=True, distributed=True)
 
 if __name__ == "__main__":
-    STAGE.main()
+    from dreaming_data.launch import run_stage
+
+    STAGE.main(run=run_stage)
