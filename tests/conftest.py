@@ -17,6 +17,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two test processes on two cores: on
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
+
+def stage_cmd(name: str, *args: str) -> list[str]:
+    """The command of stage ``name`` with ``args``, from any folder: ``python <repo>/stages/<name>.py ARGS...``."""
+    import sys
+
+    return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]
+
 # On top of the CPU quickstart profile: small enough for a test to train, sample and classify in seconds.
 TINY = {
     "classifier.seeds.simple_cnn": [0, 1, 2],

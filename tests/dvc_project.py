@@ -36,7 +36,7 @@ def ran(output: str) -> set[str]:
 
 def new_project(repo: Path, *targets: str) -> tuple[Path, str]:
     """The pipeline with STUDY's params committed in ``repo``, then ``dvc repro [targets]``: (repo, its stdout)."""
-    for item in ("src", "dvc.yaml", ".dvcignore", ".gitignore"):
+    for item in ("src", "stages", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
     shutil.rmtree(repo / "src" / "dreaming_data.egg-info", ignore_errors=True)

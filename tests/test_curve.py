@@ -102,7 +102,7 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     grid = Grid("compare", {"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}, None)
     log = tmp_path / "bad.out"
     log.write_text("Running stage 'download':\nerror: data.train_per_class: 40 but class '3' has only 30\n"
-                   "ERROR: failed to reproduce 'download': failed to run: python -m dreaming_data.stages.download\n")
+                   "ERROR: failed to reproduce 'download': failed to run: python stages/download.py\n")
     running = _exp("run", None, 10, 5, 0.0, "running")  # as DVC 3.67 shows one: its temporary workspace's data
     running["revs"][0]["data"]["rev"] = "workspace"
     stale = {"dvclive/train_matched-cnn-0/metrics.json": {"data": {"step": 6, "loss": 0.5}}}  # the commit's

@@ -17,7 +17,7 @@ from dreaming_data.data import load_source, md5sum, prepare_data
 from dreaming_data.errors import UserError
 from dreaming_data.io import load_images
 
-from conftest import ROOT, SHARED_CIFAR, default_params, stage_env, write_params
+from conftest import ROOT, SHARED_CIFAR, default_params, stage_cmd, stage_env, write_params
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -223,14 +223,14 @@ def test_stage_script_reports_one_line_and_writes_nothing(workdir):
     raw = default_params()
     raw["data"].update(source="folder", path=str(workdir / "missing-folder"))
     write_params(workdir / "params.yaml", raw)
-    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.download"], capture_output=True, text=True,
+    r = subprocess.run(stage_cmd("download"), capture_output=True, text=True,
                        env=stage_env())
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: data.path: {workdir / 'missing-folder'} does not exist"
     assert not (workdir / "data").exists() and not (workdir / "metrics").exists()
     raw["data"]["source"] = "mnist"
     write_params(workdir / "params.yaml", raw)
-    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.download"], capture_output=True, text=True,
+    r = subprocess.run(stage_cmd("download"), capture_output=True, text=True,
                        env=stage_env())
     assert r.returncode == 2 and "'data.source' must be one of cifar10, folder, digits, got 'mnist'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

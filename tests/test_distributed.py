@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_cmd, stage_env, tiny_params, write_params
 from dreaming_data import distributed as dd
 from dreaming_data.config import parse_params
 from dreaming_data.tools import registry
@@ -57,7 +57,7 @@ def test_shares_cover_the_range_in_order():
 def test_the_multi_node_recipe_runs_torchrun_on_every_node():
     runtime = parse_params(tiny_params(**{"runtime.nproc": 2, "runtime.nnodes": 2,
                                           "runtime.rdzv_endpoint": "node1:29500"})).runtime
-    script = ["-m", "dreaming_data.stages.generate", "--params", "p.yaml"]
+    script = ["stages/generate.py", "--params", "p.yaml"]
     cmd = dd.launch_command(runtime, "generate", script)
     assert cmd[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert cmd[5:7] == ["-m", "dreaming_data.distributed"]  # a quiet torchrun on each node
@@ -69,7 +69,7 @@ def test_the_multi_node_recipe_runs_torchrun_on_every_node():
 
 
 def test_every_distributed_stage_relaunches_its_own_module_with_its_arguments():
-    """The launcher runs `-m dreaming_data.stages.<name> ARGS... --params P`, which the module's main parses back."""
+    """The launcher runs `<the stage's file> ARGS... --params P`, which the file's main parses back."""
     p = parse_params(tiny_params())
     found = [i for i in registry.instances(p) if i.stage.distributed]
     assert {i.stage.name for i in found} == {"train_ddpm", "sample_grid", "generate", "train_classifier",
@@ -77,8 +77,8 @@ def test_every_distributed_stage_relaunches_its_own_module_with_its_arguments():
                                              "novelty"}
     for i in found:
         cmd = i.stage.command("p.yaml", i.kwargs)
-        assert cmd == ["-m", i.stage.module, *map(str, i.kwargs.values()), "--params", "p.yaml"]
-        assert i.stage.parse(cmd[2:]) == (i.kwargs, "p.yaml")
+        assert cmd == [str(ROOT / "stages" / f"{i.stage.name}.py"), *map(str, i.kwargs.values()), "--params", "p.yaml"]
+        assert i.stage.parse(cmd[1:]) == (i.kwargs, "p.yaml")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_every_distributed_stage_relaunches_its_own_module_with_its_arguments():
 
 
 def stage(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
+    return stage_cmd(name, *args)
 
 
 def run(cmd, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
@@ -106,7 +106,7 @@ def project(root: Path, **overrides) -> Path:
 
 def data_of(trained: Path, root: Path) -> Path:
     """A project folder with the data stage's outputs of ``trained`` (the same data params) and no model."""
-    from dreaming_data.stages.download import SPLITS
+    SPLITS = registry.module("download").SPLITS
 
     root.mkdir(parents=True)
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
@@ -320,7 +320,7 @@ def test_several_nodes_through_srun(trained, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert [line for line in r.stderr.splitlines() if line.strip()] == [
         "error: models/ddpm/cosine/model.pt: missing; stage train_ddpm@cosine writes it: `dvc repro train_ddpm@cosine` "
-        "(without DVC: `python -m dreaming_data.stages.train_ddpm cosine`)"], r.stderr[-3000:]
+        "(without DVC: `python stages/train_ddpm.py cosine`)"], r.stderr[-3000:]
 
 
 def test_a_worker_error_is_one_line(trained, tmp_path):
@@ -330,5 +330,5 @@ def test_a_worker_error_is_one_line(trained, tmp_path):
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines == ["error: models/ddpm/linear/model.pt: missing; stage train_ddpm@linear writes it: `dvc repro "
-                     "train_ddpm@linear` (without DVC: `python -m dreaming_data.stages.train_ddpm linear`)"], r.stderr
+                     "train_ddpm@linear` (without DVC: `python stages/train_ddpm.py linear`)"], r.stderr
     assert "Traceback" not in r.stderr

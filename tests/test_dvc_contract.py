@@ -57,6 +57,7 @@ def test_the_deps_command_checks_and_writes(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert CliRunner().invoke(app, ["deps", "--check"]).exit_code == 0
     (tmp_path / "src").symlink_to(ROOT / "src")
+    (tmp_path / "stages").symlink_to(ROOT / "stages")
     text = (ROOT / "dvc.yaml").read_text()
     (tmp_path / "dvc.yaml").write_text(text.replace("      - src/dreaming_data/unet.py\n", "", 1))  # one dep lost
     monkeypatch.chdir(tmp_path)
@@ -68,12 +69,12 @@ def test_the_deps_command_checks_and_writes(tmp_path, monkeypatch):
 def test_closure_follows_every_import_and_nothing_else(tmp_path):
     from dreaming_data.tools.deps import closure
 
-    train_ddpm = {Path(f).name for f in closure("dreaming_data.stages.train_ddpm", ROOT)}
+    train_ddpm = {Path(f).name for f in closure("stages/train_ddpm.py", ROOT)}
     # no other stage's code, and nothing of the classifiers, the comparison or sample quality
     assert "train_ddpm.py" in train_ddpm and "unet.py" in train_ddpm and "training.py" in train_ddpm
     assert not train_ddpm & ({p.name for p in (PACKAGE / "stages").glob("*.py")} - {"__init__.py", "train_ddpm.py"})
     assert not train_ddpm & {"evaluation.py", "comparison.py", "stats.py", "classifier.py", "quality.py", "data.py"}
-    assert {"data.py"} <= {Path(f).name for f in closure("dreaming_data.stages.download", ROOT)}
+    assert {"data.py"} <= {Path(f).name for f in closure("stages/download.py", ROOT)}
     # an import inside a function counts as much as one at the top, and a package's __init__ with its modules
     pkg = tmp_path / "src" / "dreaming_data"
     (pkg / "sub").mkdir(parents=True)
@@ -95,15 +96,24 @@ def test_every_dvc_stage_is_a_module_s_and_every_architecture_has_its_groups():
     declared = {g: s.name for s in stages().values() for g in s.groups()}
     assert sorted(declared) == sorted(DVC)
     for group, spec in DVC.items():
-        assert f"python -m dreaming_data.stages.{declared[group]} " in spec["cmd"] + " ", group
+        assert f"python stages/{declared[group]}.py " in spec["cmd"] + " ", group
+
+
+def test_no_stage_file_shadows_a_module():
+    """`python stages/<name>.py` puts stages/ first on the process's import path: a stage named like an importable
+    module (a package called evaluate, say) would replace it for every import in that process."""
+    import importlib.util
+
+    names = [p.stem for p in (ROOT / "stages").glob("*.py")]
+    assert len(names) == 14 and not [n for n in names if importlib.util.find_spec(n) is not None]
 
 
 def test_no_stage_imports_another_stage_or_the_tools():
     from dreaming_data.tools.deps import closure
 
     for group, spec in DVC.items():  # a module may run several groups (one per architecture)
-        name = re.search(r"python -m dreaming_data\.stages\.(\w+)", spec["cmd"]).group(1)
-        files = closure(f"dreaming_data.stages.{name}", ROOT)
+        name = re.search(r"python stages/(\w+)\.py", spec["cmd"]).group(1)
+        files = closure(f"stages/{name}.py", ROOT)
         others = [f for f in files if "/stages/" in f and not f.endswith(("/__init__.py", f"/{name}.py"))]
         assert not others and not [f for f in files if "/tools/" in f or f.endswith("/cli.py")], (name, files)
 

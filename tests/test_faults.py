@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_cmd, stage_env, tiny_params, write_params
 
 SHORT = {"ddpm.epochs": 2}
 
 
 def stage(root: Path, name: str, *args: str, prefix: str = "", ok: bool = False) -> subprocess.CompletedProcess:
-    cmd = f"{prefix}{sys.executable} -m dreaming_data.stages.{name} {' '.join(args)}"
+    cmd = f"{prefix}{' '.join(stage_cmd(name, *args))}"
     r = subprocess.run(["bash", "-c", cmd], cwd=root, capture_output=True, text=True, env=stage_env(), timeout=600)
     if ok:
         assert r.returncode == 0, r.stderr[-2000:]
@@ -273,7 +273,7 @@ def test_the_default_ddpm_on_a_cpu_prints_its_projection(tmp_path):
         "data.source": "digits", "data.val_size": 50, "data.train_per_class": 100, "ddpm.batch_size": 8,
         "runtime.num_workers": 2}))
     prepare_data(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "dreaming_data.stages.train_ddpm", "linear"], cwd=tmp_path,
+    proc = subprocess.Popen(stage_cmd("train_ddpm", "linear"), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=stage_env(),
                             start_new_session=True)
     deadline, err = time.monotonic() + 240, ""

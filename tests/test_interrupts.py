@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import prepare_data, stage_env, tiny_params, write_params
+from conftest import prepare_data, stage_cmd, stage_env, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ LONGER = {  # long enough that a kill lands mid-run (seconds on 2 cores), checkp
 
 
 def stage(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
+    return stage_cmd(name, *args)
 
 
 def run(cmd, cwd: Path) -> subprocess.CompletedProcess:

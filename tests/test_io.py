@@ -12,7 +12,7 @@ import torch
 from dreaming_data.errors import UserError
 from dreaming_data.io import ImageSet, load_images, load_torch, save_images, save_torch, write_json
 
-from conftest import ROOT, stage_env, tiny_params, write_params
+from conftest import ROOT, stage_cmd, stage_env, tiny_params, write_params
 
 
 def test_same_contents_give_same_bytes(tmp_path):
@@ -75,7 +75,7 @@ def test_truncated_or_foreign_image_set_is_one_line(workdir):
     with pytest.raises(UserError, match="not an image set"):
         load_images(path)
     with pytest.raises(UserError, match=r"missing; stage merge writes it: `dvc repro merge` \(without DVC: "
-                                        r"`python -m dreaming_data.stages.merge`\)"):
+                                        r"`python stages/merge.py`\)"):
         load_images(tmp_path / "data" / "train" / "augmented.npz")
 
 
@@ -99,7 +99,7 @@ def test_stage_with_an_empty_model_says_one_line(workdir):
 
     save_images(tmp_path / "data" / "prepared" / "test.npz",
                 ImageSet.real(np.zeros((3, 8, 8, 1), np.uint8), np.arange(3), ("a", "b", "c")))
-    r = subprocess.run([sys.executable, "-m", "dreaming_data.stages.evaluate", "simple_cnn", "baseline", "0"], cwd=tmp_path,
+    r = subprocess.run(stage_cmd("evaluate", "simple_cnn", "baseline", "0"), cwd=tmp_path,
                        capture_output=True, text=True, env=stage_env())
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -189,7 +189,9 @@ def test_compare_refuses_metrics_that_disagree_with_their_predictions(tmp_path, 
     import csv
 
     from dreaming_data.config import parse_params
-    from dreaming_data.stages import compare
+    from dreaming_data.tools.registry import module
+
+    compare = module("compare")
 
     monkeypatch.chdir(tmp_path)
     p = parse_params(tiny_params(**{"classifier.seeds.simple_cnn": [0, 1], "classifier.seeds.resnet18": []}))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, prepare_data, stage_env, tiny_params, write_params
+from conftest import ROOT, prepare_data, stage_cmd, stage_env, tiny_params, write_params
 from dreaming_data.live import LiveLog, cut_to
 
 OUTPUTS = ["models/ddpm/linear/model.pt", "plots/ddpm/loss-linear.csv", "models/classifier/simple_cnn-baseline-seed0.pt",
@@ -21,7 +21,7 @@ OUTPUTS = ["models/ddpm/linear/model.pt", "plots/ddpm/loss-linear.csv", "models/
 
 
 def stage(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"dreaming_data.stages.{name}", *args]
+    return stage_cmd(name, *args)
 
 
 def run(cmd, cwd: Path) -> subprocess.CompletedProcess:

@@ -37,7 +37,7 @@ def test_every_input_of_every_stage_names_the_stage_that_writes_it(workdir):
             producer = by_label[m.group("stage")]
             assert _writes(producer, path), f"{path}: {producer.label} does not write it"
             args = " ".join(str(v) for v in producer.kwargs.values())
-            assert how.endswith(f"dreaming_data.stages.{producer.stage.name}{' ' + args if args else ''}`)"), how
+            assert how.endswith(f"stages/{producer.stage.name}.py{' ' + args if args else ''}`)"), how
             checked += 1
     assert checked > 50
 

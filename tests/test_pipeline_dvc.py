@@ -97,7 +97,7 @@ def test_forced_rerun_trains_again(project):
     assert isinstance(after["images_per_s"], float) and after["images_per_s"] > 0
     # a code edit DVC reacts to re-runs the stages that execute the file, and they recompute: the merged set is the
     # same bytes, so nothing downstream follows; back to the committed code, DVC's run cache has its outputs
-    merge = repo / "src" / "dreaming_data" / "stages" / "merge.py"
+    merge = repo / "stages" / "merge.py"
     text = merge.read_text()
     try:
         merge.write_text(text + "\n# edited\n")
@@ -108,7 +108,7 @@ def test_forced_rerun_trains_again(project):
     out = sh("dvc", "repro", cwd=repo).stdout
     assert ran(out) == set() and "Stage 'merge' is cached" in out, out
     # rewording the ablation's report marks that stage alone: no training, generation or merge stage executes it
-    report = repo / "src" / "dreaming_data" / "stages" / "ablation.py"
+    report = repo / "stages" / "ablation.py"
     text = report.read_text()
     try:
         report.write_text(text.replace("# Sample quality per schedule", "# Sample quality (reworded) per schedule"))

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, default_params, stage_env
 from dreaming_data.config import merged_per_class, parse_params
 from dreaming_data.overrides import apply_overrides
-from dreaming_data.stages import Part, Sizes
+from dreaming_data.stage import Part, Sizes
 from dreaming_data.tools import projection
 from dreaming_data.tools.registry import ordered
 

@@ -1,5 +1,5 @@
-"""dvc.yaml's code dependencies, derived from the code: each stage depends on the package files its module imports,
-transitively. ``dreaming-data deps`` writes them; ``dreaming-data deps --check`` (and a test) fails when dvc.yaml
+"""dvc.yaml's code dependencies, derived from the code: each stage depends on its file (``stages/<name>.py``) and the
+package files it imports, transitively. ``dreaming-data deps`` writes them; ``dreaming-data deps --check`` (and a test) fails when dvc.yaml
 differs.
 
 Every ``import`` in a module counts, wherever it sits (a function's lazy import as much as a top-level one), and a
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dreaming_data.errors import UserError
 
 PACKAGE = "dreaming_data"
 SRC = Path("src")
-COMMAND = re.compile(r"python -m (dreaming_data\.stages\.\w+)")
+STAGES = Path("stages")
+COMMAND = re.compile(r"python (stages/\w+\.py)\b")
 
 
 def module_file(name: str, root: Path = Path(".")) -> Path | None:
@@ -51,10 +52,18 @@ def imported(path: Path, root: Path = Path(".")) -> set[str]:
     return {m for m in found if module_file(m, root) is not None}
 
 
-def closure(module: str, root: Path = Path(".")) -> list[str]:
-    """Every package file that running ``python -m module`` may execute, as sorted POSIX paths relative to
-    ``root`` (``src/dreaming_data/...``)."""
-    todo, files = [module], set()
+def closure(target: str, root: Path = Path(".")) -> list[str]:
+    """Every project file that running ``target`` may execute, as sorted POSIX paths relative to ``root``: a stage
+    file (``stages/x.py``) first, then the package files it imports (``src/dreaming_data/...``), transitively; or,
+    for a package module (``dreaming_data.x``), the module and what it imports."""
+    if target.endswith(".py"):
+        first = root / target
+        if not first.is_file():
+            raise UserError(f"{target}: no such stage file")
+        todo, head = sorted(imported(first, root)), [PurePosixPath(target).as_posix()]
+    else:
+        todo, head = [target], []
+    files: set[Path] = set()
     while todo:
         name = todo.pop()
         path = module_file(name, root)
@@ -64,12 +73,12 @@ def closure(module: str, root: Path = Path(".")) -> list[str]:
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # a module's packages' __init__ run first
         todo += sorted(imported(path, root))
-    return sorted(p.relative_to(root).as_posix() for p in files)
+    return head + sorted(p.relative_to(root).as_posix() for p in files)
 
 
 def derived(text: str, root: Path = Path("."), where: str = "dvc.yaml") -> str:
-    """dvc.yaml's ``text`` with every stage's code deps (its ``src/`` lines) replaced by the closure of the module
-    its ``cmd`` runs, first in its ``deps`` block list; every other line stays as it is."""
+    """dvc.yaml's ``text`` with every stage's code deps (its ``stages/`` and ``src/`` lines) replaced by the closure
+    of the file its ``cmd`` runs, first in its ``deps`` block list; every other line stays as it is."""
     import yaml
 
     stages = (yaml.safe_load(text) or {}).get("stages") or {}
@@ -77,13 +86,13 @@ def derived(text: str, root: Path = Path("."), where: str = "dvc.yaml") -> str:
     for name, spec in stages.items():
         m = COMMAND.search(str((spec or {}).get("cmd", "")))
         if m is None:
-            raise UserError(f"{where}: stage {name}'s cmd does not run `python -m dreaming_data.stages.<name>`")
+            raise UserError(f"{where}: stage {name}'s cmd does not run `python stages/<name>.py`")
         code[name] = closure(m.group(1), root)
     out, top, stage, in_deps, written = [], None, None, False, set()
     for line in text.splitlines(keepends=True):
         if in_deps and not re.match(r"^      [-#]", line):
             in_deps = False
-        if in_deps and line.startswith(f"      - {SRC.as_posix()}/"):
+        if in_deps and line.startswith((f"      - {SRC.as_posix()}/", f"      - {STAGES.as_posix()}/")):
             continue  # an old code dep: replaced by the closure
         out.append(line)
         if re.match(r"^[^\s#]", line):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from dreaming_data.config import Params
-from dreaming_data.stages import Part, Sizes
+from dreaming_data.stage import Part, Sizes
 
 CIFAR10 = {"classes": 10, "image_shape": (32, 32, 3), "train": 50_000, "test": 10_000}  # torchvision's
 

@@ -1,36 +1,62 @@
-"""Every stage of the pipeline, collected from the stage modules' declarations (``dreaming_data.stages.*.STAGE``),
+"""Every stage of the pipeline, collected from the stage files' declarations (``stages/<name>.py``: ``STAGE``),
 expanded into instances for a params file, and ordered for a run without DVC.
 
-A stage module is found by being in the package: adding a stage is its module and its ``dvc.yaml`` entry. Importing
-a stage module is cheap (its body imports torch and the rest when it runs), so the tools can read them all.
+A stage file is found by being in ``stages/``: adding a stage is its file and its ``dvc.yaml`` entry. Importing a
+stage file is cheap (its body imports torch and the rest when it runs), so the tools can read them all.
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
-import importlib
-import pkgutil
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 from typing import Any
 
 from dreaming_data.errors import UserError
-from dreaming_data.stages import Part, Sizes, Stage
+from dreaming_data.stage import Part, Sizes, Stage
+
+CHECKOUT = Path(__file__).resolve().parents[3]  # the repository this package runs from (src/dreaming_data/tools/..)
 
 
-@functools.lru_cache(maxsize=1)
-def stages() -> dict[str, Stage]:
-    """Stage name -> declaration, for every module of ``dreaming_data.stages``."""
-    import dreaming_data.stages as package
+def stages_dir() -> Path:
+    """The stage files: ``stages/`` of the current folder when it is a project (it has a dvc.yaml), else of the
+    checkout this package runs from."""
+    here = Path("stages")
+    if here.is_dir() and Path("dvc.yaml").is_file():
+        return here
+    if (CHECKOUT / "stages").is_dir():
+        return CHECKOUT / "stages"
+    raise UserError("no stages/ folder here or in the checkout of dreaming_data (run from the project's root)")
 
+
+@functools.lru_cache(maxsize=4)
+def _modules(folder: str) -> dict[str, ModuleType]:
     found = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        stage = getattr(importlib.import_module(f"{package.__name__}.{info.name}"), "STAGE", None)
-        if not isinstance(stage, Stage) or stage.name != info.name:
-            raise RuntimeError(f"dreaming_data.stages.{info.name}: declares no STAGE named {info.name!r}")
-        found[stage.name] = stage
+    for path in sorted(Path(folder).glob("*.py")):
+        name = f"stages.{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        stage = getattr(module, "STAGE", None)
+        if not isinstance(stage, Stage) or stage.name != path.stem:
+            raise RuntimeError(f"{path}: declares no STAGE named {path.stem!r}")
+        found[path.stem] = module
     return found
+
+
+def module(name: str) -> ModuleType:
+    """The stage file ``stages/<name>.py`` as a module (its helpers: ``module("compare").runs``)."""
+    return _modules(str(stages_dir().resolve()))[name]
+
+
+def stages() -> dict[str, Stage]:
+    """Stage name -> declaration, for every file of ``stages/``."""
+    return {name: m.STAGE for name, m in _modules(str(stages_dir().resolve())).items()}
 
 
 def _posix(paths) -> tuple[str, ...]:

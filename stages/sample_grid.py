@@ -4,7 +4,7 @@ shared initial noise with ``steps`` sampling steps (respaced when fewer than T).
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 
 def picture(schedule: str, steps: int):

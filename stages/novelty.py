@@ -5,7 +5,7 @@ near copies per class, a picture of the nearest pairs and the two distance distr
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 SYNTHETIC = paths.GENERATED / "synthetic.npz"
 PAIRS = paths.PLOTS / "novelty" / "nearest.png"

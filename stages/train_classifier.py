@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dreaming_data import paths
 from dreaming_data.config import training_steps
-from dreaming_data.stages import Part, Sizes, Stage, augmented_size, classifier_work
+from dreaming_data.stage import Part, Sizes, Stage, augmented_size, classifier_work
 
 VARIANTS = ("baseline", "augmented")  # baseline_matched is train_matched's
 

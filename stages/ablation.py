@@ -5,7 +5,7 @@ reports/ablation.md) and quality against sampling cost (plots/ablation/)."""
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 COLUMNS = ("schedule", "sampler", "steps", "network_evaluations", "fid", "kid", "precision", "recall", "cas",
            "recognisability", "near_copies", "near_copies_pixel")

@@ -4,7 +4,7 @@ training images (resumable: an interrupted run continues from its checkpoint).""
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 
 def run(p, schedule: str) -> None:

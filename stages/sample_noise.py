@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Stage
+from dreaming_data.stage import Stage
 
 PICTURE = paths.PLOTS / "samples" / "noise.png"
 

@@ -1,8 +1,9 @@
-"""One module per DVC stage. Each declares a ``STAGE``: its body, its matrix, the files it reads and writes, and the
-work the projection counts. ``python -m dreaming_data.stages.<name> ARGS... [--params P]`` is the stage's command in
-``dvc.yaml``; ``dreaming_data.tools.registry`` collects the declarations for ``--no-dvc`` runs, ``results collect``
-and the projection. A stage module imports the library modules it uses and nothing of another stage, so DVC re-runs
-a stage only when code it executes changes (``dreaming-data deps`` writes each stage's code deps from its imports).
+"""The declaration each stage module makes. A stage is one file, ``stages/<name>.py`` at the project's top level,
+whose ``STAGE`` says its body, its matrix, the files it reads and writes, and the work the projection counts.
+``python stages/<name>.py ARGS... [--params P]`` is the stage's command in ``dvc.yaml``;
+``dreaming_data.tools.registry`` collects the declarations for ``--no-dvc`` runs, ``results collect`` and the
+projection. A stage module imports the library modules it uses and nothing of another stage, so DVC re-runs a stage
+only when code it executes changes (``dreaming-data deps`` writes each stage's code deps from its imports).
 """
 
 from __future__ import annotations
@@ -111,8 +112,14 @@ class Stage:
         return live_dir(self.label(**kw)).as_posix() if self.live else None
 
     @property
-    def module(self) -> str:
-        return f"dreaming_data.stages.{self.name}"
+    def script(self) -> str:
+        """The stage's file as dvc.yaml runs it from the project root: ``stages/<name>.py``."""
+        return f"stages/{self.name}.py"
+
+    @property
+    def file(self) -> str:
+        """The file this declaration was read from (what torchrun runs again, wherever the process started)."""
+        return inspect.getfile(self.run)
 
     def arguments(self) -> dict[str, type]:
         """The matrix arguments of ``run`` in order, with their types (str or int)."""
@@ -120,14 +127,14 @@ class Stage:
         return {n: hints.get(n, str) for n in list(inspect.signature(self.run).parameters)[1:]}
 
     def command(self, params_path: str | Path, kw: dict) -> list[str]:
-        """``-m MODULE ARGS... --params PATH``: what torchrun (or a shell, with ``python`` first) runs."""
-        return ["-m", self.module, *map(str, kw.values()), "--params", str(params_path)]
+        """``FILE ARGS... --params PATH``: what torchrun (or a shell, with ``python`` first) runs."""
+        return [self.file, *map(str, kw.values()), "--params", str(params_path)]
 
     def parse(self, argv: list[str] | None = None) -> tuple[dict, str]:
         """``ARGS... [--params P]`` (the command line) -> (matrix arguments, params file)."""
         import argparse
 
-        parser = argparse.ArgumentParser(prog=f"python -m {self.module}", description=(self.run.__doc__ or "").strip())
+        parser = argparse.ArgumentParser(prog=f"python {self.script}", description=(self.run.__doc__ or "").strip())
         for name, tp in self.arguments().items():
             parser.add_argument(name, type=tp)
         parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
@@ -144,7 +151,7 @@ class Stage:
         from dreaming_data.runner import run_stage
 
         if self.distributed and run is None:
-            raise RuntimeError(f"{self.module}: a distributed stage starts with STAGE.main(run=launch.run_stage)")
+            raise RuntimeError(f"{self.script}: a distributed stage starts with STAGE.main(run=launch.run_stage)")
         kwargs, params = self.parse(argv)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         (run or run_stage)(self, params, **kwargs)

@@ -4,7 +4,7 @@ canonical uint8 image sets: the real training set, and the validation and test s
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Stage
+from dreaming_data.stage import Stage
 
 SPLITS = {"train": paths.train_set("baseline"), "val": paths.prepared("val"), "test": paths.prepared("test")}
 

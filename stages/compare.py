@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dreaming_data import paths
 from dreaming_data.config import VARIANTS
-from dreaming_data.stages import Stage
+from dreaming_data.stage import Stage
 
 REPORT = paths.REPORTS / "comparison.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dreaming_data import paths
 from dreaming_data.config import VARIANTS
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 
 def run(p, arch: str, variant: str, seed: int) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dreaming_data import paths
-from dreaming_data.stages import Part, Stage
+from dreaming_data.stage import Part, Stage
 
 
 def cells(p) -> list[dict]:
