@@ -3,18 +3,53 @@
 
 import pytest
 
-from dreaming_data.tools.curve import Grid, curve_rows, load_grid, queue_commands, write_curve
+from dreaming_data.tools.curve import Block, Grid, curve_rows, load_grid, queue_commands, write_curve
 from dreaming_data.errors import UserError
 
 from conftest import ROOT, default_params
 
 
 def test_queue_command_is_one_dvc_sweep():
-    grid = Grid("compare", {"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]},
+    grid = Grid("compare", (Block({"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]}, {}),),
                 {"classifier.seeds.resnet18": []}, None)
     assert len(grid.combinations()) == 4
     assert queue_commands(grid) == [["exp", "run", "--queue", "compare", "-S", "classifier.seeds.resnet18=[]",
                                      "-S", "data.train_per_class=10,null", "-S", "merge.synthetic_per_class=0,6"]]
+
+
+def test_blocks_queue_one_sweep_each_with_their_own_fixed_keys(tmp_path):
+    """A grid of blocks: each real-set size with its own DDPM epochs, its own sweep of dream counts; one queued DVC
+    sweep per block, and the report's rows told apart by every key that varies."""
+    path = tmp_path / "g.yaml"
+    path.write_text("profile: quickstart\nfixed:\n  merge.filter: none\nblocks:\n"
+                    "  - fixed: {data.train_per_class: 10, ddpm.epochs: 40}\n"
+                    "    sweep: {merge.synthetic_per_class: [0, 30]}\n"
+                    "  - fixed: {data.train_per_class: 40, ddpm.epochs: 10}\n"
+                    "    sweep: {merge.synthetic_per_class: [0, 30]}\n")
+    grid = load_grid(path, default_params())
+    assert grid.keys() == ["data.train_per_class", "ddpm.epochs", "merge.synthetic_per_class"]
+    assert len(grid.combinations()) == 4 and "ddpm.epochs" not in grid.overrides()
+    first, second = queue_commands(grid)
+    assert first[first.index("-S", len(first) - 6):] == [
+        "-S", "data.train_per_class=10", "-S", "ddpm.epochs=40", "-S", "merge.synthetic_per_class=0,30"]
+    assert second[-6:] == ["-S", "data.train_per_class=40", "-S", "ddpm.epochs=10", "-S", "merge.synthetic_per_class=0,30"]
+    exp = _exp("forty", "2026-01-01T00:00:01", 40, 30, 0.01)
+    params = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
+    for key, value in grid.overrides().items():
+        node = params
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [exp]}]
+    assert curve_rows(show, grid) == []  # its DDPM epochs are no block's (the profile's 100)
+    params["ddpm"]["epochs"] = 10
+    [row] = curve_rows(show, grid)
+    assert (row["data.train_per_class"], row["ddpm.epochs"], row["merge.synthetic_per_class"]) == (40, 10, 30)
+    path.write_text("blocks:\n  - fixed: {data.train_per_class: 10}\n    sweep: {merge.synthetic_per_class: [0]}\n"
+                    "  - sweep: {data.train_per_class: [10], merge.synthetic_per_class: [0, 30]}\n")
+    with pytest.raises(UserError, match="two blocks share a point"):
+        load_grid(path, default_params())
 
 
 def test_grid_file_is_checked_against_params(tmp_path):
@@ -70,7 +105,8 @@ def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
                  _exp("broken", "2026-01-01T00:00:03", 20, 6, 0.5, state="failed"),
                  _exp("other", "2026-01-01T00:00:01", 30, 6, 0.5),  # not a grid point
              ]}]
-    grid = Grid("compare", {"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}, None)
+    grid = Grid("compare", (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}),), {},
+                None)
     rows = curve_rows(show, grid)
     assert sorted((r["experiment"], r["augmented_minus_baseline"]) for r in rows) == [("new", 0.02), ("zero", 0.0)]
     write_curve(rows, grid, tmp_path / "curve.png", tmp_path / "curve.md")
@@ -99,7 +135,8 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     --json`; a failed one's log gives its one-line error; an experiment of another grid does not count."""
     from dreaming_data.tools.curve import last_line, progress, progress_line
 
-    grid = Grid("compare", {"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}, None)
+    grid = Grid("compare", (Block({"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}),), {},
+                None)
     log = tmp_path / "bad.out"
     log.write_text("Running stage 'download':\nerror: data.train_per_class: 40 but class '3' has only 30\n"
                    "ERROR: failed to reproduce 'download': failed to run: python stages/download.py\n")

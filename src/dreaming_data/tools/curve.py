@@ -1,7 +1,8 @@
 """The dreaming curve: how the gain from dreamed images depends on the real-data size and the synthetic count.
 
 The grid lives in a committed YAML file (``curve.yaml``). ``queue_commands`` turns it into DVC's own sweep
-(``dvc exp run --queue <target> -S key=v1,v2,...``, one experiment per combination, run by ``dvc queue start``);
+(``dvc exp run --queue <target> -S key=v1,v2,...``, one experiment per combination, run by ``dvc queue start``), one
+per block when the grid has several (``blocks:``, each with its own fixed keys: a DDPM's epochs per real-set size);
 ``curve_rows`` reads the finished experiments back from ``dvc exp show --json``; ``write_curve`` draws
 ``plots/curve.png`` and writes ``reports/curve.md``.
 """
@@ -25,52 +26,93 @@ SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant,
 
 
 @dataclass(frozen=True)
+class Block:
+    sweep: dict[str, list]  # key -> values; every combination is one experiment
+    fixed: dict[str, Any]  # the same overrides in every experiment of this block
+
+    def combinations(self) -> list[dict[str, Any]]:
+        keys = list(self.sweep)
+        return [self.fixed | dict(zip(keys, values)) for values in itertools.product(*(self.sweep[k] for k in keys))]
+
+
+@dataclass(frozen=True)
 class Grid:
     target: str  # the stage each experiment reproduces (with what it needs)
-    sweep: dict[str, list]  # key -> values; every combination is one experiment
+    blocks: tuple[Block, ...]  # the grid's points: every block's combinations
     fixed: dict[str, Any]  # the same overrides in every experiment
     profile: str | None  # a committed profile applied first (quickstart: CPU digits)
 
     def combinations(self) -> list[dict[str, Any]]:
-        keys = list(self.sweep)
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.sweep[k] for k in keys))]
+        """Every point of the grid: its own keys (a block's fixed keys and its sweep's) and their values."""
+        return [c for b in self.blocks for c in b.combinations()]
+
+    def keys(self) -> list[str]:
+        """The keys that tell the grid's points apart, in the order of the grid file (the report's columns)."""
+        return list(dict.fromkeys(k for b in self.blocks for k in (*b.fixed, *b.sweep)))
 
     def overrides(self) -> dict[str, Any]:
-        """Profile, then ``fixed``: what every experiment sets besides its own combination (a key the grid sweeps
-        is the sweep's, also when the profile sets it)."""
+        """Profile, then ``fixed``: what every experiment sets besides its own point (a key of a point is the
+        point's, also when the profile sets it)."""
         from dreaming_data.overrides import load_profile
 
         merged = (load_profile(self.profile) if self.profile else {}) | self.fixed
-        return {k: v for k, v in merged.items() if k not in self.sweep}
+        return {k: v for k, v in merged.items() if k not in self.keys()}
+
+
+def _mapping(raw: Any, what: str, path: Path) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: {what} must map params keys to values")
+    for key in raw:
+        if not isinstance(key, str) or not key:
+            raise UserError(f"{path}: {key!r} is not a params key (expected dotted names like merge.filter)")
+    return raw
+
+
+def _block(raw: Any, path: Path, where: str) -> Block:
+    if not isinstance(raw, dict) or set(raw) - {"sweep", "fixed"} or "sweep" not in raw:
+        raise UserError(f"{path}: {where} must be a mapping with sweep (and optionally fixed)")
+    sweep, fixed = _mapping(raw["sweep"], f"{where}: sweep", path), _mapping(raw.get("fixed"), f"{where}: fixed", path)
+    if not sweep or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise UserError(f"{path}: {where}: sweep must map params keys to non-empty lists of values")
+    if both := sorted(set(sweep) & set(fixed)):
+        raise UserError(f"{path}: {', '.join(both)} both fixed and swept; keep each key in one of them")
+    for key in (X_KEY, LINE_KEY):
+        if key not in sweep and key not in fixed:
+            raise UserError(f"{path}: {where}: sweep must include {key} (the curve's "
+                            f"{'x axis' if key == X_KEY else 'lines'}), or its fixed set it")
+    return Block(sweep, fixed)
 
 
 def load_grid(path: Path, params: dict) -> Grid:
-    """Read and check a grid file against the project's params (every combination must be valid params)."""
+    """Read and check a grid file against the project's params (every combination must be valid params): ``sweep``
+    (with ``fixed``), or ``blocks``, a list of ``{sweep, fixed}`` (with ``fixed`` for all of them)."""
     from dreaming_data.config import parse_params, read_yaml
     from dreaming_data.overrides import PROFILES, apply_overrides
 
     raw = read_yaml(path)
-    if not isinstance(raw, dict) or set(raw) - {"target", "sweep", "fixed", "profile"} or "sweep" not in raw:
-        raise UserError(f"{path}: expected a mapping with sweep (and optionally target, fixed, profile)")
-    sweep, fixed = raw["sweep"], raw.get("fixed") or {}
-    if not isinstance(sweep, dict) or not sweep or not all(isinstance(v, list) and v for v in sweep.values()):
-        raise UserError(f"{path}: sweep must map params keys to non-empty lists of values")
-    if not isinstance(fixed, dict):
-        raise UserError(f"{path}: fixed must map params keys to values")
-    for key in [*sweep, *fixed]:
-        if not isinstance(key, str) or not key:
-            raise UserError(f"{path}: {key!r} is not a params key (expected dotted names like merge.filter)")
-    if both := sorted(set(sweep) & set(fixed)):
+    if not isinstance(raw, dict) or set(raw) - {"target", "sweep", "fixed", "profile", "blocks"} or \
+            ("sweep" in raw) == ("blocks" in raw):
+        raise UserError(f"{path}: expected a mapping with sweep or blocks (and optionally target, fixed, profile)")
+    fixed = _mapping(raw.get("fixed"), "fixed", path)
+    if "sweep" in raw:
+        blocks = (_block({"sweep": raw["sweep"], "fixed": {}}, path, "the grid"),)
+    elif not isinstance(raw["blocks"], list) or not raw["blocks"]:
+        raise UserError(f"{path}: blocks must be a non-empty list of {{sweep, fixed}} mappings")
+    else:
+        blocks = tuple(_block(b, path, f"blocks[{i}]") for i, b in enumerate(raw["blocks"]))
+    if both := sorted(set(fixed) & {k for b in blocks for k in (*b.sweep, *b.fixed)}):
         raise UserError(f"{path}: {', '.join(both)} both fixed and swept; keep each key in one of them")
-    for key in (X_KEY, LINE_KEY):
-        if key not in sweep:
-            raise UserError(f"{path}: sweep must include {key} (the curve's {'x axis' if key == X_KEY else 'lines'})")
     target, profile = raw.get("target") or "compare", raw.get("profile")
     if not isinstance(target, str) or not target.replace("_", "").replace("@", "").replace("-", "").isalnum():
         raise UserError(f"{path}: target must be a stage name such as compare, got {target!r}")
     if profile is not None and profile not in PROFILES:
         raise UserError(f"{path}: profile must be null or one of {', '.join(PROFILES)}, got {profile!r}")
-    grid = Grid(target, sweep, fixed, profile)
+    grid = Grid(target, blocks, fixed, profile)
+    points = [tuple(c.get(k, KeyError) for k in grid.keys()) for c in grid.combinations()]
+    if len(set(points)) != len(points):
+        raise UserError(f"{path}: two blocks share a point; each experiment must be one point of the grid")
     for combo in grid.combinations():
         parse_params(apply_overrides(params, grid.overrides() | combo), f"{path} ({combo})")
     return grid
@@ -82,13 +124,16 @@ def _sweep_value(values: list) -> str:
 
 
 def queue_commands(grid: Grid) -> list[list[str]]:
-    """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue``."""
-    args = ["exp", "run", "--queue", grid.target]
-    for key, value in grid.overrides().items():
-        args += ["-S", f"{key}={json.dumps(value)}"]
-    for key, values in grid.sweep.items():
-        args += ["-S", f"{key}={_sweep_value(values)}"]
-    return [args]
+    """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue`` per block."""
+    commands = []
+    for block in grid.blocks:
+        args = ["exp", "run", "--queue", grid.target]
+        for key, value in (grid.overrides() | block.fixed).items():
+            args += ["-S", f"{key}={json.dumps(value)}"]
+        for key, values in block.sweep.items():
+            args += ["-S", f"{key}={_sweep_value(values)}"]
+        commands.append(args)
+    return commands
 
 
 def _lookup(tree: dict, dotted: str) -> Any:
@@ -133,8 +178,10 @@ def _in_grid(exp: dict, grid: Grid) -> tuple | None:
     """The grid combination ``exp`` runs, or None when it is no experiment of the grid."""
     if any(_lookup(exp["params"], k) != v for k, v in grid.overrides().items()):
         return None
-    combo = tuple(_lookup(exp["params"], k) for k in grid.sweep)
-    return combo if combo in {tuple(c.values()) for c in grid.combinations()} else None
+    for point in grid.combinations():
+        if all(_lookup(exp["params"], k) == v for k, v in point.items()):
+            return tuple(point.get(k) for k in grid.keys())
+    return None
 
 
 def last_line(log: str | None) -> str:
@@ -189,11 +236,11 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
         for arch, m in sorted(summary.items()):
             if not isinstance(m, dict) or "augmented_minus_baseline" not in m:
                 continue
-            row = {"experiment": exp["name"], **dict(zip(grid.sweep, combo)), "arch": arch}
+            row = {"experiment": exp["name"], **dict(zip(grid.keys(), combo)), "arch": arch}
             for metric in ("baseline", "baseline_matched", "augmented"):
                 row[metric] = m.get(metric)
             for gain in ("augmented_minus_baseline", "augmented_minus_matched"):
-                for part in ("", "_low", "_high"):
+                for part in ("", "_low", "_high", "_stable"):
                     row[gain + part] = m.get(gain + part)
             rows.append(row)
     return rows
@@ -248,11 +295,14 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
         mean, low, high = row[gain], row[gain + "_low"], row[gain + "_high"]
         if mean is None or mean != mean:
             return "-"
-        return f"{mean:+.4f}" + ("" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]")
+        fragile = " fragile" if row.get(gain + "_stable") is False else ""
+        return f"{mean:+.4f}" + ("" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]") + fragile
 
-    keys = list(grid.sweep)
+    keys = grid.keys()
     lines = ["# The dreaming curve", "",
-             f"Test accuracy gains per grid point of `{source}` (mean over seeds, 95% paired t-interval in brackets). "
+             f"Test accuracy gains per grid point of `{source}` (mean over seeds, in brackets the 95% interval over "
+             f"the seeds and the test images, as in reports/comparison.md; *fragile*: leaving out one seed changes "
+             f"the verdict, a demonstration, not a finding). "
              f"Gain over baseline: same epochs, so more optimizer steps for the augmented run; over baseline_matched: "
              f"the same number of steps on real images only. Plot: `{png}`.", "",
              "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | experiment |",
