@@ -76,7 +76,7 @@ def _run_without_dvc(profile: str, merged: dict, archive: Path | None) -> Path:
 
 @app.command()
 def quickstart(
-    profile: Annotated[str, typer.Option(help="quickstart or cpu-study (CPU, digits), cifar-cpu (CPU, CIFAR-10, ~1.6 h), gpu-smoke or gpu-study (one GPU, CIFAR-10)")] = "quickstart",
+    profile: Annotated[str, typer.Option(help="quickstart or cpu-study (CPU, digits), cifar-cpu (CPU, CIFAR-10, ~1.7 h), gpu-smoke or gpu-study (one GPU, CIFAR-10)")] = "quickstart",
     dvc: Annotated[bool, typer.Option(help="run as a DVC experiment; --no-dvc calls the stages in order")] = True,
     data_path: Annotated[Optional[str], typer.Option(help="override data.path (gpu-smoke: the CIFAR-10 archive)")] = None,
     name: Annotated[Optional[str], typer.Option(help="DVC experiment name")] = None,
