@@ -254,7 +254,8 @@ def dvc_stages():
     with Repo(str(ROOT)) as repo:
         for stage in repo.index.stages:
             rel = lambda o: Path(str(o.fs_path)).relative_to(ROOT).as_posix()  # noqa: E731
-            deps = {rel(d) for d in stage.deps if not isinstance(d, ParamsDependency) and not rel(d).startswith("src/")}
+            deps = {rel(d) for d in stage.deps
+                    if not isinstance(d, ParamsDependency) and not rel(d).startswith(("src/", "stages/"))}
             out[stage.addressing] = (deps, {rel(o) for o in stage.outs if o.use_cache},
                                      {rel(o) for o in stage.outs if not o.use_cache})
     return out

@@ -124,7 +124,7 @@ def test_generate_resumes_to_the_same_bytes(base, tmp_path, sig):
 def test_train_classifier_resumes_to_the_same_bytes(base, tmp_path):
     sig = signal.SIGKILL
     model = Path("models/classifier/simple_cnn-baseline-seed0.pt")
-    state = Path("checkpoints/train_classifier-simple_cnn-baseline-0/state.pt")
+    state = Path("checkpoints/train_classifier_simple_cnn-baseline-0/state.pt")
     args = ("simple_cnn", "baseline", "0")
     if not (base / model).exists():
         run(stage("train_classifier", *args), base)

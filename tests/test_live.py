@@ -89,7 +89,7 @@ def test_outputs_are_the_same_with_live_logging_on_or_off(tmp_path, monkeypatch)
     assert [int(r["step"]) for r in ddpm] == list(range(1, len(ddpm) + 1)) and len(ddpm) == 30  # 10 epochs of 3
     epochs = rows(tmp_path / "live1/dvclive/train_ddpm-linear/plots/metrics/epoch_loss.tsv")
     assert [int(r["step"]) for r in epochs] == list(range(3, 31, 3))
-    assert {p.name for p in (tmp_path / "live1/dvclive/train_classifier-simple_cnn-baseline-0/plots/metrics").iterdir()} \
+    assert {p.name for p in (tmp_path / "live1/dvclive/train_classifier_simple_cnn-baseline-0/plots/metrics").iterdir()} \
         == {"train_loss.tsv", "train_acc.tsv", "val_acc.tsv", "lr.tsv"}
     gen = rows(tmp_path / "live1/dvclive/generate/plots/metrics/images_done.tsv")
     assert [float(r["images_done"]) for r in gen][-1] == 80  # 8 per class

@@ -14,8 +14,8 @@ from dreaming_data.tools.registry import instances
 
 from conftest import tiny_params, write_params
 
-HOW = re.compile(r"stage (?P<stage>\S+) writes it: `dvc repro (?P=stage)` \(without DVC: `python -m "
-                 r"dreaming_data\.stages\.\w+[^`]*`\)")
+HOW = re.compile(r"stage (?P<stage>\S+) writes it: `dvc repro (?P=stage)` \(without DVC: `python "
+                 r"stages/\w+\.py[^`]*`\)")
 
 
 def _writes(inst, path: str) -> bool:
