@@ -235,11 +235,20 @@ def finished(outputs: dict[str, list[str]], times: dict[str, dict]) -> list[str]
     return done
 
 
+def _family(label: str) -> str:
+    """The stage a DVC instance runs: ``evaluate`` for ``evaluate_resnet18@augmented-0`` (a group per architecture)
+    and for ``evaluate@resnet18-augmented-0`` (runs before the groups), ``train_ddpm`` for ``train_ddpm@linear``."""
+    from dreaming_data.config import ARCHS
+
+    group = label.split("@")[0]
+    return next((group[:-len(a) - 1] for a in ARCHS if group.endswith(f"_{a}")), group)
+
+
 def _timing(outputs: dict[str, list[str]], times: dict[str, dict]) -> dict:
     per_stage = {s: times[s] for s in outputs if s in times}
     families: dict[str, dict] = {}
     for s, t in per_stage.items():
-        fam = families.setdefault(s.split("@")[0], {"stages": 0, "seconds": 0.0})
+        fam = families.setdefault(_family(s), {"stages": 0, "seconds": 0.0})
         fam["stages"] += 1
         fam["seconds"] = round(fam["seconds"] + t["seconds"], 1)
     return {"note": "seconds inside each stage's body (interpreter start-up excluded, the body's imports included); "
