@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -232,9 +233,15 @@ def test_tiny_gpu_study_runs_and_collects(study):
     collected = {f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()}
     p = parse_params(yaml.safe_load((folder / "params.yaml").read_text()))
     assert written == {f for fs in registry.small_outputs(p).values() for f in fs}
-    assert collected == written | {"params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", "timing.json",
-                                   "environment.json", "setting.json"}
-    assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))  # small files only
+    confusion = {f for f in written if f.startswith(results.CONFUSION)}
+    assert len(confusion) == 2 * 6  # a CSV and a heatmap per evaluation, kept as one npz of the CSVs' rows
+    assert collected == written - confusion | {results.PREDICTIONS, "params.yaml", "dvc.yaml", ".dvc/config",
+                                               ".dvc/.gitignore", "timing.json", "environment.json", "setting.json"}
+    kept = results.read_predictions(folder / results.PREDICTIONS)
+    for f in sorted(confusion)[::2]:
+        rows = pd.read_csv(work / f, dtype=str, keep_default_na=False)
+        assert kept[Path(f).stem] == (rows["actual"].tolist(), rows["predicted"].tolist()), f
+    assert not list(folder.rglob("*.pt")) and list(folder.rglob("*.npz")) == [folder / results.PREDICTIONS]
     assert max(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < results.MAX_FILE_BYTES
 
 
@@ -252,8 +259,8 @@ def test_results_folder_answers_dvc_metrics_and_plots_show(study):
                            capture_output=True, text=True)
     assert plots.returncode == 0, plots.stderr
     names = set(json.loads(plots.stdout)["data"])
-    assert {"DDPM training loss per epoch", "Test confusion matrix, resnet18 augmented seed 0",
-            "plots/samples/linear-40.png"} <= names
+    assert {"DDPM training loss per epoch", "plots/samples/linear-40.png"} <= names
+    assert not any("confusion" in n for n in names)  # the rows travel as plots/predictions.npz, not as plots
 
 
 @pytest.mark.slow
