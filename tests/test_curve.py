@@ -10,7 +10,7 @@ from conftest import ROOT, default_params
 
 
 def test_queue_command_is_one_dvc_sweep():
-    grid = Grid("compare", (Block({"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]}, {}),),
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, None], "merge.synthetic_per_class": [0, 6]}, {}),),
                 {"classifier.seeds.resnet18": []}, None)
     assert len(grid.combinations()) == 4
     assert queue_commands(grid) == [["exp", "run", "--queue", "compare", "-S", "classifier.seeds.resnet18=[]",
@@ -105,7 +105,7 @@ def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
                  _exp("broken", "2026-01-01T00:00:03", 20, 6, 0.5, state="failed"),
                  _exp("other", "2026-01-01T00:00:01", 30, 6, 0.5),  # not a grid point
              ]}]
-    grid = Grid("compare", (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}),), {},
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}),), {},
                 None)
     rows = curve_rows(show, grid)
     assert sorted((r["experiment"], r["augmented_minus_baseline"]) for r in rows) == [("new", 0.02), ("zero", 0.0)]
@@ -117,12 +117,62 @@ def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
         write_curve([], grid, tmp_path / "c.png", tmp_path / "c.md")
 
 
+def test_near_copies_come_only_from_experiments_that_ran_novelty(tmp_path):
+    """With novelty among the grid's targets, each point's near-copy share reaches the report; without it, a
+    metrics/novelty.json in the experiment is the commit's, not the point's, and is not read."""
+    path = tmp_path / "g.yaml"
+    path.write_text("target: [compare, novelty]\nsweep:\n  data.train_per_class: [10]\n"
+                    "  merge.synthetic_per_class: [0, 6]\n")
+    grid = load_grid(path, default_params())
+    assert grid.targets == ("compare", "novelty")
+    assert queue_commands(grid)[0][:5] == ["exp", "run", "--queue", "compare", "novelty"]
+    exp = _exp("six", "2026-01-01T00:00:01", 10, 6, 0.02)
+    exp["revs"][0]["data"]["metrics"]["metrics/novelty.json"] = {"data": {"views": {
+        "inception": {"near_copies": 0.031}, "pixel": {"near_copies": 0.12}}}}
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [exp]}]
+    [row] = curve_rows(show, grid)
+    assert (row["near_copies_inception"], row["near_copies_pixel"]) == (0.031, 0.12)
+    write_curve([row], grid, tmp_path / "curve.png", tmp_path / "curve.md")
+    assert "| +0.0100 [+0.0000, +0.0200] | 3.1% / 12.0% | six |" in (tmp_path / "curve.md").read_text()
+    [row] = curve_rows(show, Grid(("compare",), grid.blocks, {}, None))
+    assert row["near_copies_inception"] is None
+    write_curve([row], grid, tmp_path / "curve.png", tmp_path / "curve.md")
+    assert "near copies" not in (tmp_path / "curve.md").read_text()
+
+
+def test_curve_figure_has_a_facet_per_architecture_and_comparison(tmp_path):
+    """plots/curve.png (seaborn): a row of two facets (gain over baseline, over baseline_matched) per
+    architecture, one line per real-set size, sorted by size (10 before 200)."""
+    from PIL import Image
+
+    from dreaming_data.tools.curve import draw_curve
+
+    def row(arch, real, synthetic, gain):
+        return {"arch": arch, "data.train_per_class": real, "merge.synthetic_per_class": synthetic,
+                **{g + part: gain + d for g in ("augmented_minus_baseline", "augmented_minus_matched")
+                   for part, d in (("", 0), ("_low", -0.01), ("_high", 0.01))}}
+
+    rows = [row(arch, real, n, 0.001 * n) | {"near_copies_inception": None}  # (a missing value drops no row)
+            for arch in ("cnn", "resnet") for real in (200, 10) for n in (0, 5, 10)]
+    draw_curve([r for r in rows if r["arch"] == "cnn"], tmp_path / "one.png")
+    grid = draw_curve(rows, tmp_path / "two.png")
+    assert grid.axes.shape == (2, 2) and all(len(ax.lines) == 2 + 1 for ax in grid.axes.flat)  # and y = 0
+    legend = grid.legend
+    assert [t.get_text() for t in legend.texts] == ["10 real/class", "200 real/class"]
+    assert len({str(h.get_color()) for h in legend.legend_handles}) == 2
+    (w1, h1), (w2, h2) = Image.open(tmp_path / "one.png").size, Image.open(tmp_path / "two.png").size
+    assert w1 == w2 and 1.8 < h2 / h1 < 2.2
+
+
 @pytest.mark.parametrize("text, message", [
     ("sweep:\n  1: [5]\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "not a params key"),
     ("fixed:\n  merge.synthetic_per_class: 0\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0, 10]\n",
      "both fixed and swept"),
     ("profile: laptop\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "profile must be"),
     ("target: [a]\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "target must be"),
+    ("target: [compare, nvelty]\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n",
+     "target must be"),
+    ("target: 3\nsweep:\n  data.train_per_class: [5]\n  merge.synthetic_per_class: [0]\n", "target must be"),
 ])
 def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
     (tmp_path / "g.yaml").write_text(text)
@@ -135,7 +185,7 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     --json`; a failed one's log gives its one-line error; an experiment of another grid does not count."""
     from dreaming_data.tools.curve import last_line, progress, progress_line
 
-    grid = Grid("compare", (Block({"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}),), {},
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 40], "merge.synthetic_per_class": [0, 5]}, {}),), {},
                 None)
     log = tmp_path / "bad.out"
     log.write_text("Running stage 'download':\nerror: data.train_per_class: 40 but class '3' has only 30\n"
@@ -163,12 +213,26 @@ def test_progress_is_read_from_dvcs_json(tmp_path):
     assert [r["experiment"] for r in curve_rows(show, grid)] == ["done", "run-before"]
 
 
-@pytest.mark.parametrize("name", ["curve.yaml", "curve-quickstart.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in ROOT.glob("curve*.yaml")))
 def test_committed_grids_pass_their_checks(name):
     """Every combination of a committed grid, with its profile, is a valid params file (a profile change once left
     curve-quickstart.yaml asking for more dreams than the profile generates)."""
     grid = load_grid(ROOT / name, default_params())
     assert len(queue_commands(grid)) >= 1
+
+
+def test_cifar_grid_trains_each_sizes_ddpm_for_about_the_same_steps():
+    """curve-cifar-cpu.yaml's promise: one DDPM per real-set size, each for ~550 optimizer steps (batch 64, the last
+    partial batch dropped), ResNet-18 over 3 seeds at one size, the small CNN over 5 everywhere, 0 among the dream
+    counts, and novelty run beside compare."""
+    grid = load_grid(ROOT / "curve-cifar-cpu.yaml", default_params())
+    batch = grid.overrides()["ddpm.batch_size"]
+    steps = [(b.fixed["data.train_per_class"] * 10 // batch) * b.fixed["ddpm.epochs"] for b in grid.blocks]
+    assert len(steps) >= 3 and max(steps) / min(steps) < 1.1, steps
+    assert all(0 in b.sweep["merge.synthetic_per_class"] and len(b.sweep["merge.synthetic_per_class"]) >= 3
+               for b in grid.blocks)
+    assert sum(len(b.fixed["classifier.seeds.resnet18"]) >= 3 for b in grid.blocks) >= 1
+    assert len(grid.overrides()["classifier.seeds.simple_cnn"]) >= 5 and "novelty" in grid.targets
 
 
 def test_exp_show_while_the_queue_runs_tries_again(monkeypatch):

@@ -23,6 +23,7 @@ LINE_KEY = "data.train_per_class"  # one line per value
 STYLE_KEY = "merge.filter"  # line style
 RUNNING_NOW = "9999"  # a running experiment has no timestamp yet: it sorts after every finished one (the newest)
 SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
+NOVELTY = "metrics/novelty.json"  # near-copy shares of the dreams, when the grid's targets include novelty
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Block:
 
 @dataclass(frozen=True)
 class Grid:
-    target: str  # the stage each experiment reproduces (with what it needs)
+    targets: tuple[str, ...]  # the stages each experiment reproduces (with what they need)
     blocks: tuple[Block, ...]  # the grid's points: every block's combinations
     fixed: dict[str, Any]  # the same overrides in every experiment
     profile: str | None  # a committed profile applied first (quickstart: CPU digits)
@@ -90,6 +91,7 @@ def load_grid(path: Path, params: dict) -> Grid:
     (with ``fixed``), or ``blocks``, a list of ``{sweep, fixed}`` (with ``fixed`` for all of them)."""
     from dreaming_data.config import parse_params, read_yaml
     from dreaming_data.overrides import PROFILES, apply_overrides
+    from dreaming_data.tools import registry
 
     raw = read_yaml(path)
     if not isinstance(raw, dict) or set(raw) - {"target", "sweep", "fixed", "profile", "blocks"} or \
@@ -105,12 +107,15 @@ def load_grid(path: Path, params: dict) -> Grid:
     if both := sorted(set(fixed) & {k for b in blocks for k in (*b.sweep, *b.fixed)}):
         raise UserError(f"{path}: {', '.join(both)} both fixed and swept; keep each key in one of them")
     target, profile = raw.get("target") or "compare", raw.get("profile")
-    if not isinstance(target, str) or not target.replace("_", "").replace("@", "").replace("-", "").isalnum():
-        raise UserError(f"{path}: target must be a stage name such as compare, got {target!r}")
+    targets = tuple(target) if isinstance(target, list) and target else (target,)
+    names = {g for stage in registry.stages().values() for g in stage.groups()}
+    if not all(isinstance(t, str) and t.split("@")[0] in names for t in targets):
+        raise UserError(f"{path}: target must be a dvc.yaml stage such as compare, or a list of them (such as "
+                        f"[compare, novelty]), got {target!r}")
     if profile is not None and profile not in PROFILES:
         raise UserError(f"{path}: profile must be null or one of {', '.join(PROFILES)}, got {profile!r}")
-    grid = Grid(target, blocks, fixed, profile)
-    points = [tuple(c.get(k, KeyError) for k in grid.keys()) for c in grid.combinations()]
+    grid = Grid(targets, blocks, fixed, profile)
+    points = [json.dumps([c.get(k, "<unset>") for k in grid.keys()]) for c in grid.combinations()]
     if len(set(points)) != len(points):
         raise UserError(f"{path}: two blocks share a point; each experiment must be one point of the grid")
     for combo in grid.combinations():
@@ -127,7 +132,7 @@ def queue_commands(grid: Grid) -> list[list[str]]:
     """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue`` per block."""
     commands = []
     for block in grid.blocks:
-        args = ["exp", "run", "--queue", grid.target]
+        args = ["exp", "run", "--queue", *grid.targets]
         for key, value in (grid.overrides() | block.fixed).items():
             args += ["-S", f"{key}={json.dumps(value)}"]
         for key, values in block.sweep.items():
@@ -198,11 +203,11 @@ def progress(show: list, grid: Grid) -> dict[str, list[dict]]:
     """The grid's experiments by state (queued, running, success, failed): the newest experiment of each
     combination counts; a running one carries its live step: a DVCLive summary it has written (one that differs
     from the commit's it started from: its workspace starts with those)."""
-    newest: dict[tuple, dict] = {}
+    newest: dict[str, dict] = {}
     for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
         combo = _in_grid(exp, grid)
         if combo is not None:
-            newest[combo] = exp
+            newest[json.dumps(combo)] = exp
     by_state: dict[str, list[dict]] = {"queued": [], "running": [], "success": [], "failed": []}
     for exp in newest.values():
         live = [(path, m) for path, m in exp["metrics"].items()
@@ -225,18 +230,21 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     """One row per (finished experiment of a grid combination, architecture): params and the paired gains read from
     ``metrics/summary.json``. The latest experiment of each combination wins; baselines without the grid's
     fixed overrides are skipped."""
-    latest: dict[tuple, dict] = {}
+    latest: dict[str, tuple[tuple, dict]] = {}  # by the point's values in JSON (a value may be a list of seeds)
     for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
         combo = _in_grid(exp, grid) if exp["state"] == "success" else None
         if combo is not None:
-            latest[combo] = exp
+            latest[json.dumps(combo)] = combo, exp
     rows = []
-    for combo, exp in latest.items():
-        summary = next((m for path, m in exp["metrics"].items() if Path(path).as_posix() == SUMMARY), {})
+    for combo, exp in latest.values():
+        metric = lambda name: next((m for path, m in exp["metrics"].items() if Path(path).as_posix() == name), {})  # noqa: E731
+        summary = metric(SUMMARY)  # a file the targets do not write is the commit's own: not this point's
+        views = (metric(NOVELTY).get("views") or {}) if "novelty" in grid.targets else {}
+        copies = {f"near_copies_{view}": (views.get(view) or {}).get("near_copies") for view in ("inception", "pixel")}
         for arch, m in sorted(summary.items()):
             if not isinstance(m, dict) or "augmented_minus_baseline" not in m:
                 continue
-            row = {"experiment": exp["name"], **dict(zip(grid.keys(), combo)), "arch": arch}
+            row = {"experiment": exp["name"], **dict(zip(grid.keys(), combo)), "arch": arch, **copies}
             for metric in ("baseline", "baseline_matched", "augmented"):
                 row[metric] = m.get(metric)
             for gain in ("augmented_minus_baseline", "augmented_minus_matched"):
@@ -246,50 +254,77 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     return rows
 
 
-def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path = GRID_FILE) -> None:
+GAINS = {"augmented_minus_baseline": "gain over baseline (same epochs)",
+         "augmented_minus_matched": "gain over baseline_matched (same steps)"}
+
+
+def _order(value: Any) -> tuple:
+    """A sort key for grid values: numbers by size, then text, then missing (null: all real images)."""
+    missing = value is None or value != value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and not missing
+    return missing, not number, value if number else 0, str(value)
+
+
+def _line_label(row: dict, styled: bool) -> str:
+    real = row[LINE_KEY]
+    return f"{'all' if real is None or real != real else real} real/class" + (f", {row[STYLE_KEY]}" if styled else "")
+
+
+def _line_and_band(data, color, label=None, **_) -> None:
+    """One line of a facet: the mean gain per synthetic count, and its 95% interval as a band (the comparison's own
+    intervals over seeds and test images, not seaborn's bootstrap)."""
+    import matplotlib.pyplot as plt
+
+    d = data.sort_values(X_KEY)
+    ax = plt.gca()
+    ax.plot(d[X_KEY], d["gain"], marker="o", color=color, label=label)
+    if d["low"].notna().all():
+        ax.fill_between(d[X_KEY], d["low"], d["high"], color=color, alpha=0.15, lw=0)
+
+
+def draw_curve(rows: list[dict], png: Path):
+    """``plots/curve.png``: per architecture (rows) and comparison (columns), one line per real-set size (and
+    filter, when the grid varies it) against synthetic images per class. Returns the (closed) seaborn FacetGrid."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
+    import seaborn as sns
 
+    from dreaming_data.io import atomic_path
+
+    frame = pd.DataFrame(rows)
+    styled = STYLE_KEY in frame and frame[STYLE_KEY].nunique(dropna=False) > 1
+    frame["line"] = [_line_label(r, styled) for r in frame.to_dict("records")]
+    records = sorted(frame.to_dict("records"), key=lambda r: (_order(r[LINE_KEY]), _order(r.get(STYLE_KEY))))
+    order = list(dict.fromkeys(r["line"] for r in records))
+    long = pd.concat([frame.assign(comparison=title, gain=frame[g], low=frame[g + "_low"], high=frame[g + "_high"])
+                      for g, title in GAINS.items()], ignore_index=True).dropna(subset=["gain"])
+    sns.set_theme(style="whitegrid", font_scale=0.85)
+    grid = sns.FacetGrid(long, row="arch", col="comparison", hue="line", hue_order=order, height=3.6, aspect=1.45,
+                         row_order=sorted(long["arch"].unique()), col_order=list(GAINS.values()), sharey="row",
+                         dropna=False)
+    grid.map_dataframe(_line_and_band)
+    for ax in grid.axes.flat:  # (FacetGrid.refline maps over the hue: its black lines would take the legend)
+        ax.axhline(0, color="black", lw=0.8)
+    grid.set_axis_labels("synthetic images per class", "test accuracy difference")
+    grid.set_titles("{row_name}: {col_name}")
+    grid.add_legend(title="")
+    with atomic_path(png) as tmp:
+        grid.savefig(tmp, format="png", dpi=110)
+    plt.close(grid.figure)
+    sns.reset_defaults()
+    return grid
+
+
+def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path = GRID_FILE) -> None:
     from dreaming_data.io import atomic_path
 
     if not rows:
         raise UserError("no finished experiment of the grid yet (`dreaming-data curve` queues them; "
                         "`dvc queue status` shows their progress)")
-    frame = pd.DataFrame(rows)
-    archs = sorted(frame["arch"].dropna().unique())
-    gains = [("augmented_minus_baseline", "gain over baseline (same epochs)"),
-             ("augmented_minus_matched", "gain over baseline_matched (same steps)")]
-    fig, axes = plt.subplots(len(archs), 2, figsize=(11, 3.8 * len(archs)), squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    for row_axes, arch in zip(axes, archs):
-        sub = frame[frame["arch"] == arch]
-        for ax, (gain, title) in zip(row_axes, gains):
-            style_values = sorted(sub[STYLE_KEY].unique(), key=str) if STYLE_KEY in sub else [None]
-            for i, (real, group) in enumerate(sub.groupby(LINE_KEY, dropna=False)):
-                for j, style in enumerate(style_values):
-                    g = group if style is None else group[group[STYLE_KEY] == style]
-                    g = g.sort_values(X_KEY)
-                    if g.empty or g[gain].isna().all():
-                        continue
-                    label = f"{real if real == real else 'all'} real/class" + (f", {style}" if style else "")
-                    line, = ax.plot(g[X_KEY], g[gain], styles[j % len(styles)], marker="o", color=f"C{i}",
-                                    label=label)
-                    if g[gain + "_low"].notna().all():
-                        ax.fill_between(g[X_KEY], g[gain + "_low"], g[gain + "_high"], color=line.get_color(),
-                                        alpha=0.15)
-            ax.axhline(0, color="black", lw=0.8)
-            ax.set_xlabel("synthetic images per class")
-            ax.set_ylabel("test accuracy difference")
-            ax.set_title(f"{arch}: {title}", fontsize=10)
-            ax.grid(alpha=0.3)
-        row_axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    draw_curve(rows, png)
 
     def fmt(row, gain):
         mean, low, high = row[gain], row[gain + "_low"], row[gain + "_high"]
@@ -299,18 +334,25 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
         return f"{mean:+.4f}" + ("" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]") + fragile
 
     keys = grid.keys()
+    copies = any(row.get("near_copies_inception") is not None for row in rows)
+    near = lambda row: "-" if row.get("near_copies_inception") is None else \
+        f"{row['near_copies_inception']:.1%} / {row['near_copies_pixel']:.1%}"  # noqa: E731
     lines = ["# The dreaming curve", "",
              f"Test accuracy gains per grid point of `{source}` (mean over seeds, in brackets the 95% interval over "
              f"the seeds and the test images, as in reports/comparison.md; *fragile*: leaving out one seed changes "
              f"the verdict, a demonstration, not a finding). "
              f"Gain over baseline: same epochs, so more optimizer steps for the augmented run; over baseline_matched: "
-             f"the same number of steps on real images only. Plot: `{png}`.", "",
-             "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | experiment |",
-             "|---" * (len(keys) + 6) + "|"]
-    for row in sorted(rows, key=lambda r: (str(r["arch"]), *[str(r[k]) for k in keys])):
+             f"the same number of steps on real images only. Plot: `{png}`."
+             + (" Near copies: the share of the point's dreams nearer a training image than the closest 5% of "
+                "held-out real images come (Inception features / pixels; metrics/novelty.json)." if copies else ""), "",
+             "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | "
+             + ("near copies | " if copies else "") + "experiment |",
+             "|---" * (len(keys) + 6 + copies) + "|"]
+    for row in sorted(rows, key=lambda r: (str(r["arch"]), *[_order(r[k]) for k in keys])):
         acc = lambda v: "-" if v is None or v != v else f"{v:.4f}"  # noqa: E731
         lines.append(f"| {row['arch']} | " + " | ".join(str(row[k]) for k in keys)
                      + f" | {acc(row['baseline'])} | {acc(row['augmented'])} | {fmt(row, 'augmented_minus_baseline')} | "
-                       f"{fmt(row, 'augmented_minus_matched')} | {row['experiment']} |")
+                       f"{fmt(row, 'augmented_minus_matched')} | " + (f"{near(row)} | " if copies else "")
+                     + f"{row['experiment']} |")
     with atomic_path(md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -607,7 +607,6 @@ def _optional(folder: Path, name: str) -> Any:
 def _header(folder: Path, env: dict, params: dict, timing: dict) -> list[str]:
     data, gen = _optional(folder, "metrics/data.json"), _optional(folder, "metrics/generate.json")
     rel = folder.as_posix()
-    device = "CPU" if env["device"] == "cpu" else env["device"]
     commit = f"commit `{env['commit'][:10]}`" + (" with uncommitted changes" if env.get("uncommitted_changes") else "") \
         if env.get("commit") else "commit unknown"
     what = [f"{data['source']} data, {data['totals']['train']:,} real training images, {data['totals']['test']:,} "
