@@ -1,6 +1,8 @@
 """The dreaming curve: a grid file becomes DVC's own queued sweep, and finished experiments become the report.
 (The real queue on a 2 x 2 grid runs in test_pipeline_dvc.py, on the tiny study's repository.)"""
 
+import json
+
 import pytest
 
 from dreaming_data.tools.curve import Block, Grid, curve_rows, load_grid, queue_commands, write_curve
@@ -219,6 +221,16 @@ def test_committed_grids_pass_their_checks(name):
     curve-quickstart.yaml asking for more dreams than the profile generates)."""
     grid = load_grid(ROOT / name, default_params())
     assert len(queue_commands(grid)) >= 1
+
+
+def test_a_relative_data_path_reaches_the_queue_absolute(tmp_path, monkeypatch):
+    """DVC's queue runs an experiment in a copy of the project under .dvc/tmp/exps/, where the cifar-cpu profile's
+    ../shared/... does not exist: the grid queues (and matches experiments by) the path resolved from the project."""
+    monkeypatch.chdir(tmp_path)
+    grid = load_grid(ROOT / "curve-cifar-cpu.yaml", default_params())
+    expected = str((tmp_path / "../shared/data/cifar10-jpeg.tar.gz").resolve())
+    assert grid.overrides()["data.path"] == expected
+    assert all(f"data.path={json.dumps(expected)}" in command for command in queue_commands(grid))
 
 
 def test_cifar_grid_trains_each_sizes_ddpm_for_about_the_same_steps():

@@ -22,6 +22,7 @@ X_KEY = "merge.synthetic_per_class"  # the x axis
 LINE_KEY = "data.train_per_class"  # one line per value
 STYLE_KEY = "merge.filter"  # line style
 RUNNING_NOW = "9999"  # a running experiment has no timestamp yet: it sorts after every finished one (the newest)
+DATA_PATH = "data.path"  # a local dataset archive or folder (resolved against the project directory)
 SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
 NOVELTY = "metrics/novelty.json"  # near-copy shares of the dreams, when the grid's targets include novelty
 
@@ -57,6 +58,11 @@ class Grid:
         from dreaming_data.overrides import load_profile
 
         merged = (load_profile(self.profile) if self.profile else {}) | self.fixed
+        path = merged.get(DATA_PATH)
+        if isinstance(path, str) and not Path(path).is_absolute():
+            # DVC's queue runs each experiment in a copy of the project under .dvc/tmp/exps/: a path relative to
+            # the project (the cifar-cpu profile's ../shared/...) would not be found from there
+            merged[DATA_PATH] = str(Path(path).resolve())
         return {k: v for k, v in merged.items() if k not in self.keys()}
 
 
