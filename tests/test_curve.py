@@ -269,3 +269,49 @@ def test_exp_show_while_the_queue_runs_tries_again(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         cli._exp_show(attempts=3, wait_s=0)
     assert stopped.value.code == 2 and len(calls) == 5
+
+
+def test_running_the_grid_again_queues_only_the_points_it_lacks():
+    """After a stop (the session's end, a killed queue), `dreaming-data curve` again: the points `dvc exp show` has
+    done, queued or running are not queued twice; a failed one is; a block with every point lacking stays one sweep."""
+    from dreaming_data.tools.curve import point_key, present
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}),
+                               Block({"merge.synthetic_per_class": [0, 6]}, {"data.train_per_class": 40})), {}, None)
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+        _exp("done", "2026-01-01T00:00:01", 10, 6, 0.02),
+        _exp("waiting", "", 10, 0, 0.0, state="queued"),
+        _exp("broken", "2026-01-01T00:00:02", 20, 0, 0.0, state="failed")]}]
+    there = present(show, grid)
+    assert there == {point_key(grid, {"data.train_per_class": 10, "merge.synthetic_per_class": n}) for n in (6, 0)}
+    commands = queue_commands(grid, there)
+    assert [c[c.index("-S"):] for c in commands] == [
+        ["-S", "data.train_per_class=20", "-S", "merge.synthetic_per_class=0"],
+        ["-S", "data.train_per_class=20", "-S", "merge.synthetic_per_class=6"],
+        ["-S", "data.train_per_class=40", "-S", "merge.synthetic_per_class=0,6"]]
+    assert queue_commands(grid) == queue_commands(grid, set()) and len(queue_commands(grid)) == 2
+    everything = {point_key(grid, c) for c in grid.combinations()}
+    assert queue_commands(grid, everything) == []
+
+
+def test_the_follower_leaves_the_cores_to_the_experiments(monkeypatch):
+    """`dvc exp show --json` takes seconds of CPU on a small machine: the follower waits at least nine times as long
+    as it took before asking again."""
+    from dreaming_data import cli
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10], "merge.synthetic_per_class": [6]}, {}),), {}, None)
+    clock, sleeps = [0.0], []
+    running = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
+                "experiments": [_exp("run", "", 10, 6, 0.0, state="running")]}]
+    answers = [running, running, [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
+                                   "experiments": [_exp("run", "2026-01-01T00:00:01", 10, 6, 0.01)]}]]
+
+    def slow_show(attempts=1):
+        clock[0] += 4.0  # each call takes 4 s
+        return answers.pop(0)
+
+    monkeypatch.setattr(cli, "_exp_show", slow_show)
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("time.sleep", lambda s: sleeps.append(s))
+    failed, show = cli._follow_queue(grid, 1, {}, poll_s=5.0)
+    assert failed == [] and sleeps == [36.0, 36.0]
