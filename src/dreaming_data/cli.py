@@ -261,9 +261,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[di
 
     said, reported, idle, gone = "", set(), 0, 0
     while True:
-        asked = time.monotonic()
         show = _exp_show(attempts=3)
-        took = time.monotonic() - asked  # ~10 s on 2 cores with a few dozen experiments: CPU the stages need
         by_state = progress(show, g)
         line = progress_line(by_state)
         if line != said:
@@ -286,7 +284,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[di
             print("curve: the queue's workers stopped with experiments left: starting them again", flush=True)
             subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env)
             idle = 0
-        time.sleep(max(poll_s, 9 * took))  # the follower takes at most a tenth of its time from the experiments
+        time.sleep(poll_s)
 
 
 @app.command()
@@ -314,13 +312,7 @@ def curve(
     failed: list[dict] = []
     show = None
     if not report:
-        from dreaming_data.tools.curve import present
-
-        there = present(_exp_show(), g)  # run again (after a stop), the grid queues only the points it lacks
-        if there:
-            print(f"curve: {len(there)} of {len(g.combinations())} points of the grid are already done, queued or "
-                  f"running (`dvc exp show`): queueing the others", flush=True)
-        for args in queue_commands(g, there):
+        for args in queue_commands(g):
             print("$ dvc " + " ".join(args), flush=True)
             if subprocess.call([*DVC, *args]) != 0:
                 fail("dvc exp run --queue failed (its message is above)")

@@ -134,30 +134,16 @@ def _sweep_value(values: list) -> str:
     return ",".join(json.dumps(v) for v in values)
 
 
-def point_key(grid: Grid, combination: dict[str, Any]) -> str:
-    """A grid point as text (its values in the order of ``grid.keys()``; a value may be a list of seeds)."""
-    return json.dumps([combination.get(k) for k in grid.keys()])
-
-
-def queue_commands(grid: Grid, present: frozenset[str] | set[str] = frozenset()) -> list[list[str]]:
-    """The DVC commands (arguments after ``dvc``) that queue every combination but those in ``present``
-    (``point_key``s): one ``exp run --queue`` sweep per block, or, for a block some of whose points are present,
-    one per point it lacks."""
+def queue_commands(grid: Grid) -> list[list[str]]:
+    """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue`` per block."""
     commands = []
     for block in grid.blocks:
-        lacking = [c for c in block.combinations() if point_key(grid, c) not in present]
-        if not lacking:
-            continue
-        sweeps = [block.fixed | {k: [v] for k, v in c.items() if k in block.sweep} for c in lacking] \
-            if len(lacking) < len(block.combinations()) else [block.fixed | block.sweep]
-        for point in sweeps:
-            args = ["exp", "run", "--queue", *grid.targets]
-            for key, value in (grid.overrides() | point).items():
-                if key in block.sweep:
-                    args += ["-S", f"{key}={_sweep_value(value) if len(value) > 1 else json.dumps(value[0])}"]
-                else:
-                    args += ["-S", f"{key}={json.dumps(value)}"]
-            commands.append(args)
+        args = ["exp", "run", "--queue", *grid.targets]
+        for key, value in (grid.overrides() | block.fixed).items():
+            args += ["-S", f"{key}={json.dumps(value)}"]
+        for key, values in block.sweep.items():
+            args += ["-S", f"{key}={_sweep_value(values)}"]
+        commands.append(args)
     return commands
 
 
@@ -207,13 +193,6 @@ def _in_grid(exp: dict, grid: Grid) -> tuple | None:
         if all(_lookup(exp["params"], k) == v for k, v in point.items()):
             return tuple(point.get(k) for k in grid.keys())
     return None
-
-
-def present(show: list, grid: Grid) -> set[str]:
-    """The ``point_key``s of the grid's points that ``dvc exp show`` has done, queued or running: what running the
-    grid again must not queue twice."""
-    by_state = progress(show, grid)
-    return {json.dumps(list(_in_grid(e, grid))) for state in ("success", "queued", "running") for e in by_state[state]}
 
 
 def last_line(log: str | None) -> str:
