@@ -113,7 +113,7 @@ def test_rows_come_from_finished_experiments_latest_wins(tmp_path):
     assert sorted((r["experiment"], r["augmented_minus_baseline"]) for r in rows) == [("new", 0.02), ("zero", 0.0)]
     write_curve(rows, grid, tmp_path / "curve.png", tmp_path / "curve.md")
     md = (tmp_path / "curve.md").read_text()
-    assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200 [+0.0100, +0.0300] | +0.0100 [+0.0000, +0.0200] | new |" in md
+    assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200 [+0.0100, +0.0300] | +0.0100 [+0.0000, +0.0200] | new (abc) |" in md
     assert (tmp_path / "curve.png").stat().st_size > 10000
     with pytest.raises(UserError, match="no finished experiment"):
         write_curve([], grid, tmp_path / "c.png", tmp_path / "c.md")
@@ -135,7 +135,7 @@ def test_near_copies_come_only_from_experiments_that_ran_novelty(tmp_path):
     [row] = curve_rows(show, grid)
     assert (row["near_copies_inception"], row["near_copies_pixel"]) == (0.031, 0.12)
     write_curve([row], grid, tmp_path / "curve.png", tmp_path / "curve.md")
-    assert "| +0.0100 [+0.0000, +0.0200] | 3.1% / 12.0% | six |" in (tmp_path / "curve.md").read_text()
+    assert "| +0.0100 [+0.0000, +0.0200] | 3.1% / 12.0% | six (abc) |" in (tmp_path / "curve.md").read_text()
     [row] = curve_rows(show, Grid(("compare",), grid.blocks, {}, None))
     assert row["near_copies_inception"] is None
     write_curve([row], grid, tmp_path / "curve.png", tmp_path / "curve.md")
@@ -235,13 +235,13 @@ def test_a_relative_data_path_reaches_the_queue_absolute(tmp_path, monkeypatch):
 
 def test_cifar_grid_trains_each_sizes_ddpm_for_about_the_same_steps():
     """curve-cifar-cpu.yaml's promise: one DDPM per real-set size, each for ~550 optimizer steps (batch 64, the last
-    partial batch dropped), ResNet-18 over 3 seeds at one size, the small CNN over 5 everywhere, 0 among the dream
-    counts, and novelty run beside compare."""
+    partial batch dropped), ResNet-18 over 3 seeds at one size, the small CNN over 5 everywhere, two dream counts
+    measured and 0 drawn from each size's baseline (three on the figure), and novelty run beside compare."""
     grid = load_grid(ROOT / "curve-cifar-cpu.yaml", default_params())
     batch = grid.overrides()["ddpm.batch_size"]
     steps = [(b.fixed["data.train_per_class"] * 10 // batch) * b.fixed["ddpm.epochs"] for b in grid.blocks]
     assert len(steps) >= 3 and max(steps) / min(steps) < 1.1, steps
-    assert all(0 in b.sweep["merge.synthetic_per_class"] and len(b.sweep["merge.synthetic_per_class"]) >= 3
+    assert all(0 not in b.sweep["merge.synthetic_per_class"] and len(b.sweep["merge.synthetic_per_class"]) >= 2
                for b in grid.blocks)
     assert sum(len(b.fixed["classifier.seeds.resnet18"]) >= 3 for b in grid.blocks) >= 1
     assert len(grid.overrides()["classifier.seeds.simple_cnn"]) >= 5 and "novelty" in grid.targets
@@ -269,3 +269,140 @@ def test_exp_show_while_the_queue_runs_tries_again(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         cli._exp_show(attempts=3, wait_s=0)
     assert stopped.value.code == 2 and len(calls) == 5
+
+
+def test_running_the_grid_again_queues_only_the_points_it_lacks():
+    """After a stop (the session's end, a killed queue), `dreaming-data curve` again: the points `dvc exp show` has
+    done, queued or running are not queued twice; a failed one is; a block with every point lacking stays one sweep."""
+    from dreaming_data.tools.curve import point_key, present
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [0, 6]}, {}),
+                               Block({"merge.synthetic_per_class": [0, 6]}, {"data.train_per_class": 40})), {}, None)
+    show = [{"rev": "abc", "name": "main", "error": None,  # the commit has a point's params: not an experiment
+             "data": {"rev": "abc", "params": {"params.yaml": {"data": {"data": {"train_per_class": 20},
+                                                                       "merge": {"synthetic_per_class": 6}}}}},
+             "experiments": [
+        _exp("done", "2026-01-01T00:00:01", 10, 6, 0.02),
+        _exp("waiting", "", 10, 0, 0.0, state="queued"),
+        _exp("broken", "2026-01-01T00:00:02", 20, 0, 0.0, state="failed")]}]
+    there = present(show, grid)
+    assert there == {point_key(grid, {"data.train_per_class": 10, "merge.synthetic_per_class": n}) for n in (6, 0)}
+    commands = queue_commands(grid, there)
+    assert [c[c.index("-S"):] for c in commands] == [
+        ["-S", "data.train_per_class=20", "-S", "merge.synthetic_per_class=0"],
+        ["-S", "data.train_per_class=20", "-S", "merge.synthetic_per_class=6"],
+        ["-S", "data.train_per_class=40", "-S", "merge.synthetic_per_class=0,6"]]
+    assert queue_commands(grid) == queue_commands(grid, set()) and len(queue_commands(grid)) == 2
+    everything = {point_key(grid, c) for c in grid.combinations()}
+    assert queue_commands(grid, everything) == []
+
+
+def test_the_follower_leaves_the_cores_to_the_experiments(monkeypatch):
+    """`dvc exp show --json` takes seconds of CPU on a small machine: the follower waits at least nine times as long
+    as it took before asking again."""
+    from dreaming_data import cli
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10], "merge.synthetic_per_class": [6]}, {}),), {}, None)
+    clock, sleeps = [0.0], []
+    running = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
+                "experiments": [_exp("run", "", 10, 6, 0.0, state="running")]}]
+    answers = [running, running, [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
+                                   "experiments": [_exp("run", "2026-01-01T00:00:01", 10, 6, 0.01)]}]]
+
+    def slow_show(attempts=1):
+        clock[0] += 4.0  # each call takes 4 s
+        return answers.pop(0)
+
+    monkeypatch.setattr(cli, "_exp_show", slow_show)
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("time.sleep", lambda s: sleeps.append(s))
+    failed, show = cli._follow_queue(grid, 1, {}, poll_s=5.0)
+    assert failed == [] and sleeps == [36.0, 36.0]
+
+
+def _rows(grid, show):
+    return sorted(curve_rows(show, grid), key=lambda r: (r["data.train_per_class"], r["merge.synthetic_per_class"]))
+
+
+def test_a_line_without_a_zero_point_starts_at_its_baseline(tmp_path):
+    """A grid that does not measure 0 dreams (curve-cifar-cpu.yaml) draws it per line and architecture from the
+    baseline: augmented and baseline_matched without dreams are the baseline, so their gains are exactly 0; a grid
+    that measures 0 keeps its own point."""
+    from dreaming_data.tools.curve import with_zero
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [6, 9]}, {}),),
+                {}, None)
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+        _exp("a", "2026-01-01T00:00:01", 10, 6, 0.02), _exp("b", "2026-01-01T00:00:02", 10, 9, 0.03),
+        _exp("c", "2026-01-01T00:00:03", 20, 9, -0.01)]}]
+    rows = with_zero(_rows(grid, show), grid)
+    zeros = [r for r in rows if r["merge.synthetic_per_class"] == 0]
+    assert sorted(r["data.train_per_class"] for r in zeros) == [10, 20] and all(r["derived"] for r in zeros)
+    assert all(r["augmented"] == r["baseline_matched"] == r["baseline"] == 0.5 and r["augmented_minus_baseline"] == 0.0
+               and r["augmented_minus_matched_high"] == 0.0 and r["experiment"] == "(its baseline)" for r in zeros)
+    write_curve(rows, grid, tmp_path / "curve.png", tmp_path / "curve.md")
+    md = (tmp_path / "curve.md").read_text()
+    assert "| cnn | 10 | 0 | 0.5000 | 0.5000 | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] | (its baseline) (abc) |" \
+        in md and "drawn from the line's baseline" in md
+    measured = Grid(("compare",), (Block({"data.train_per_class": [10], "merge.synthetic_per_class": [0, 6]}, {}),),
+                    {}, None)
+    assert with_zero(_rows(measured, show), measured) == _rows(measured, show)  # 0 is its point: not drawn
+
+
+def test_a_grid_goes_on_from_its_saved_rows(tmp_path):
+    """reports/curve.json keeps the finished points' rows with the grid's setting: a fresh clone reads them back
+    (dvc exp show's own row of a point wins), queues only the points neither has, and leaves out rows of another
+    setting or of no point of the grid; a broken file is one line naming it."""
+    from dreaming_data.tools.curve import merge_rows, point_key, save_rows, saved_rows
+
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [6]}, {}),),
+                {"classifier.seeds.resnet18": []}, None)
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+        _exp("a", "2026-01-01T00:00:01", 10, 6, 0.02)]}]
+    for exp in show[0]["experiments"]:
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["classifier"] = {"seeds": {"resnet18": []}}
+    path = tmp_path / "curve.json"
+    assert saved_rows(grid, path) == ([], 0)
+    save_rows(_rows(grid, show), grid, path)
+    saved, left_out = saved_rows(grid, path)
+    assert left_out == 0 and [(r["experiment"], r["commit"], r["augmented_minus_baseline"]) for r in saved] == [
+        ("a", "abc", 0.02)]
+    assert queue_commands(grid, {point_key(grid, r) for r in saved})[0][-4:] == [
+        "-S", "data.train_per_class=20", "-S", "merge.synthetic_per_class=6"]
+    newer = [dict(saved[0], experiment="again", augmented_minus_baseline=0.03)]
+    assert [r["experiment"] for r in merge_rows(newer, saved, grid)] == ["again"]
+    other = Grid(grid.targets, grid.blocks, {"classifier.seeds.resnet18": [0]}, None)
+    assert saved_rows(other, path) == ([], 1)  # measured with another setting
+    smaller = Grid(grid.targets, (Block({"data.train_per_class": [20], "merge.synthetic_per_class": [6]}, {}),),
+                   grid.fixed, None)
+    assert saved_rows(smaller, path) == ([], 1)  # no point of this grid
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="curve.json: not a saved curve"):
+        saved_rows(grid, path)
+
+
+def test_curve_with_every_point_saved_queues_nothing_and_reports(tmp_path, monkeypatch):
+    """`dreaming-data curve` in a fresh clone of a finished grid: no experiment queued, no queue started, the report
+    and the figure written again from reports/curve.json."""
+    import shutil
+    import subprocess
+
+    from dreaming_data import cli
+    from dreaming_data.tools.curve import save_rows
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "g.yaml").write_text("sweep:\n  data.train_per_class: [10]\n  merge.synthetic_per_class: [6]\n")
+    monkeypatch.chdir(tmp_path)
+    grid = load_grid(tmp_path / "g.yaml", default_params())
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
+             "experiments": [_exp("a", "2026-01-01T00:00:01", 10, 6, 0.02)]}]
+    save_rows(curve_rows(show, grid), grid, tmp_path / "reports" / "curve.json")
+    calls = []
+    monkeypatch.setattr(cli, "_exp_show", lambda attempts=1: [{"rev": "def", "name": "main", "data": {"rev": "def"},
+                                                               "error": None, "experiments": None}])
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: calls.append(a) or 0)
+    cli.curve(grid=tmp_path / "g.yaml", report=False, start=True, wait=True, jobs=1)
+    assert calls == []
+    md = (tmp_path / "reports" / "curve.md").read_text()
+    assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200" in md and "| a (abc) |" in md
+    assert "| cnn | 10 | 0 |" in md and (tmp_path / "plots" / "curve.png").exists()

@@ -249,7 +249,8 @@ def _exp_show(attempts: int = 1, wait_s: float = 2.0) -> list:
     fail(f"dvc exp show failed: {show.stderr.strip().splitlines()[-1] if show.stderr.strip() else show.returncode}")
 
 
-def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[dict], list]:
+def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0, saved: frozenset | set = frozenset()) \
+        -> tuple[list[dict], list]:
     """Wait until none of the grid's experiments is queued or running, from `dvc exp show --json`: a line whenever
     the counts change, a running one's live step, each failed one by name with its log's last line; the queue's
     workers are started again when they stopped with experiments left. Returns the failed experiments and the last
@@ -257,11 +258,15 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[di
     import subprocess
     import time
 
-    from dreaming_data.tools.curve import last_line, progress, progress_line
+    from dreaming_data.tools.curve import last_line, point_key, progress, progress_line
+
+    points = {point_key(g, c) for c in g.combinations()} - set(saved)  # the saved points' rows are done already
 
     said, reported, idle, gone = "", set(), 0, 0
     while True:
+        asked = time.monotonic()
         show = _exp_show(attempts=3)
+        took = time.monotonic() - asked  # ~10 s on 2 cores with a few dozen experiments: CPU the stages need
         by_state = progress(show, g)
         line = progress_line(by_state)
         if line != said:
@@ -271,8 +276,8 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[di
             if exp["name"] not in reported:
                 print(f"curve: {exp['name']} failed: {last_line(exp['log'])}", file=sys.stderr, flush=True)
                 reported.add(exp["name"])
-        seen = sum(len(v) for v in by_state.values())
-        missing = max(0, len(g.combinations()) - seen)  # an experiment between its states drops out of exp show
+        seen = {e["point"] for v in by_state.values() for e in v}
+        missing = len(points - seen)  # an experiment between its states drops out of exp show
         if not by_state["queued"] and not by_state["running"] and (not missing or gone > 12):
             if missing:
                 print(f"curve: {missing} experiment(s) of the grid are not in `dvc exp show` (see `dvc queue status`)",
@@ -284,14 +289,50 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0) -> tuple[list[di
             print("curve: the queue's workers stopped with experiments left: starting them again", flush=True)
             subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env)
             idle = 0
-        time.sleep(poll_s)
+        time.sleep(min(120.0, max(poll_s, 9 * took)))  # the follower: at most a tenth of the CPU the stages need
+
+
+def _queue_grid(g, saved: set[str], jobs: int, start: bool, wait: bool) -> tuple[list[dict], list] | None:
+    """Queue the grid's points that are neither saved nor done, queued or running in `dvc exp show` (run again after
+    a stop, in a fresh clone, it goes on), start DVC's queue and follow it. Returns the failed experiments and the
+    last `dvc exp show`, or None when it is not to wait."""
+    import os
+    import subprocess
+
+    from dreaming_data.tools import curve as c
+
+    show = _exp_show()
+    there = c.present(show, g) | saved
+    if there:
+        print(f"curve: {len(there)} of {len(g.combinations())} points of the grid are done ({c.SAVED}, `dvc exp "
+              f"show`), queued or running: queueing the others", flush=True)
+    commands = c.queue_commands(g, there)
+    for args in commands:
+        print("$ dvc " + " ".join(args), flush=True)
+        if subprocess.call([*DVC, *args]) != 0:
+            fail("dvc exp run --queue failed (its message is above)")
+    by_state = c.progress(show, g)
+    if not commands and not by_state["queued"] and not by_state["running"]:
+        return by_state["failed"], show  # every point is done: the report only
+    if not start:
+        print("queued; run `dvc queue start` to run them, then `dreaming-data curve --report`")
+        return None
+    env = dict(os.environ)  # DVC's queue workers run `dvc` from PATH: this environment's first
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env) != 0:
+        fail("dvc queue start failed (its message is above)")
+    if not wait:
+        print("running in DVC's queue (`dvc exp show`); then `dreaming-data curve --report`")
+        return None
+    return _follow_queue(g, jobs, env, saved=saved)
 
 
 @app.command()
 def curve(
     grid: Annotated[Path, typer.Option(help="the committed grid file")] = Path("curve.yaml"),
-    report: Annotated[bool, typer.Option("--report", help="read the finished experiments (`dvc exp show --json`) and "
-                                                          "write plots/curve.png and reports/curve.md")] = False,
+    report: Annotated[bool, typer.Option("--report", help="read the finished experiments (`dvc exp show --json` and "
+                                                          "the rows saved in reports/curve.json) and write "
+                                                          "plots/curve.png, reports/curve.md and the rows")] = False,
     start: Annotated[bool, typer.Option(help="start DVC's queue workers after queueing")] = True,
     wait: Annotated[bool, typer.Option(help="wait until the queue is empty, then write the report")] = True,
     jobs: Annotated[int, typer.Option(min=1, help="experiments run at once (`dvc queue start -j`); on a machine with "
@@ -299,37 +340,26 @@ def curve(
 ) -> None:
     """The dreaming curve: one DVC experiment per grid point of curve.yaml (DVC's queue and sweep syntax), and a
     report of the gain against synthetic images per class, one line per real-data size, with 95% intervals."""
-    import os
-    import subprocess
-
     from dreaming_data.config import read_yaml
-    from dreaming_data.tools.curve import curve_rows, load_grid, queue_commands, write_curve
+    from dreaming_data.tools import curve as c
 
     try:
-        g = load_grid(grid, read_yaml("params.yaml"))
+        g = c.load_grid(grid, read_yaml("params.yaml"))
+        saved, left_out = c.saved_rows(g)
     except UserError as exc:
         fail(str(exc))
-    failed: list[dict] = []
-    show = None
+    if left_out:
+        print(f"curve: {left_out} row(s) of {c.SAVED} are not points of {grid} in its setting: not read", flush=True)
+    failed, show = [], None
     if not report:
-        for args in queue_commands(g):
-            print("$ dvc " + " ".join(args), flush=True)
-            if subprocess.call([*DVC, *args]) != 0:
-                fail("dvc exp run --queue failed (its message is above)")
-        if not start:
-            print("queued; run `dvc queue start` to run them, then `dreaming-data curve --report`")
+        ran = _queue_grid(g, {c.point_key(g, r) for r in saved}, jobs, start, wait)
+        if ran is None:
             return
-        env = dict(os.environ)  # DVC's queue workers run `dvc` from PATH: this environment's first
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        if subprocess.call([*DVC, "queue", "start", "-j", str(jobs)], env=env) != 0:
-            fail("dvc queue start failed (its message is above)")
-        if not wait:
-            print("running in DVC's queue (`dvc exp show`); then `dreaming-data curve --report`")
-            return
-        failed, show = _follow_queue(g, jobs, env)
+        failed, show = ran
     try:
-        rows = curve_rows(show if show is not None else _exp_show(), g)
-        write_curve(rows, g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
+        rows = c.merge_rows(c.curve_rows(show if show is not None else _exp_show(), g), saved, g)
+        c.write_curve(c.with_zero(rows, g), g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
+        c.save_rows(rows, g)
     except UserError as exc:
         fail(str(exc))
     print(Path("reports/curve.md").read_text())

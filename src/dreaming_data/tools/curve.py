@@ -4,7 +4,9 @@ The grid lives in a committed YAML file (``curve.yaml``). ``queue_commands`` tur
 (``dvc exp run --queue <target> -S key=v1,v2,...``, one experiment per combination, run by ``dvc queue start``), one
 per block when the grid has several (``blocks:``, each with its own fixed keys: a DDPM's epochs per real-set size);
 ``curve_rows`` reads the finished experiments back from ``dvc exp show --json``; ``write_curve`` draws
-``plots/curve.png`` and writes ``reports/curve.md``.
+``plots/curve.png`` and writes ``reports/curve.md``. The finished points' rows are kept in ``reports/curve.json``
+(committed with the report): a grid longer than a sitting goes on from them in a fresh clone, queueing only the
+points it lacks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ RUNNING_NOW = "9999"  # a running experiment has no timestamp yet: it sorts afte
 DATA_PATH = "data.path"  # a local dataset archive or folder (resolved against the project directory)
 SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
 NOVELTY = "metrics/novelty.json"  # near-copy shares of the dreams, when the grid's targets include novelty
+SAVED = Path("reports/curve.json")  # the finished points' rows, with the setting they were measured in
 
 
 @dataclass(frozen=True)
@@ -134,16 +137,30 @@ def _sweep_value(values: list) -> str:
     return ",".join(json.dumps(v) for v in values)
 
 
-def queue_commands(grid: Grid) -> list[list[str]]:
-    """The DVC commands (arguments after ``dvc``) that queue every combination: one ``exp run --queue`` per block."""
+def point_key(grid: Grid, combination: dict[str, Any]) -> str:
+    """A grid point as text (its values in the order of ``grid.keys()``; a value may be a list of seeds)."""
+    return json.dumps([combination.get(k) for k in grid.keys()])
+
+
+def queue_commands(grid: Grid, present: frozenset[str] | set[str] = frozenset()) -> list[list[str]]:
+    """The DVC commands (arguments after ``dvc``) that queue every combination but those in ``present``
+    (``point_key``s): one ``exp run --queue`` sweep per block, or, for a block some of whose points are present,
+    one per point it lacks."""
     commands = []
     for block in grid.blocks:
-        args = ["exp", "run", "--queue", *grid.targets]
-        for key, value in (grid.overrides() | block.fixed).items():
-            args += ["-S", f"{key}={json.dumps(value)}"]
-        for key, values in block.sweep.items():
-            args += ["-S", f"{key}={_sweep_value(values)}"]
-        commands.append(args)
+        lacking = [c for c in block.combinations() if point_key(grid, c) not in present]
+        if not lacking:
+            continue
+        sweeps = [block.fixed | {k: [v] for k, v in c.items() if k in block.sweep} for c in lacking] \
+            if len(lacking) < len(block.combinations()) else [block.fixed | block.sweep]
+        for point in sweeps:
+            args = ["exp", "run", "--queue", *grid.targets]
+            for key, value in (grid.overrides() | point).items():
+                if key in block.sweep:
+                    args += ["-S", f"{key}={_sweep_value(value) if len(value) > 1 else json.dumps(value[0])}"]
+                else:
+                    args += ["-S", f"{key}={json.dumps(value)}"]
+            commands.append(args)
     return commands
 
 
@@ -159,13 +176,14 @@ def _lookup(tree: dict, dotted: str) -> Any:
 def experiments(show: list) -> list[dict]:
     """Every experiment in ``dvc exp show --json`` output, whatever its state: {name, rev, timestamp, params,
     metrics, base (the metrics of the commit it started from), state (queued | running | success | failed), log (the
-    queue's log file of it, when there is one)}."""
+    queue's log file of it, when there is one), commit (a commit itself, not an experiment), code (the commit it
+    ran: its own for a commit, its parent's for an experiment)}."""
     out = []
 
     def metrics_of(data: dict) -> dict:
         return {path: (m or {}).get("data") or {} for path, m in (data.get("metrics") or {}).items()}
 
-    def visit(entry: dict, executor: dict, base: dict) -> None:
+    def visit(entry: dict, executor: dict, base: dict, code: str | None = None) -> None:
         data = entry.get("data") or {}
         rev = entry.get("rev") or data.get("rev")  # a running one's data is its temporary workspace's: rev "workspace"
         if rev not in (None, "workspace"):  # (the top entry); a failed run's entry has an "error" too: it counts
@@ -174,11 +192,12 @@ def experiments(show: list) -> list[dict]:
             out.append({"name": entry.get("name") or rev, "rev": rev,
                         "timestamp": data.get("timestamp") or (RUNNING_NOW if state == "running" else ""),
                         "params": params, "metrics": metrics_of(data), "base": base, "state": state,
-                        "log": (executor.get("local") or {}).get("log")})
+                        "log": (executor.get("local") or {}).get("log"), "commit": code is None,
+                        "code": code or rev})
         for group in entry.get("experiments") or []:
             for rev in group.get("revs") or []:
                 visit(rev | {"name": rev.get("name") or group.get("name")}, group.get("executor") or {},
-                      metrics_of(data))
+                      metrics_of(data), code or entry.get("rev") or data.get("rev"))
 
     for entry in show:
         visit(entry, {}, {})
@@ -193,6 +212,13 @@ def _in_grid(exp: dict, grid: Grid) -> tuple | None:
         if all(_lookup(exp["params"], k) == v for k, v in point.items()):
             return tuple(point.get(k) for k in grid.keys())
     return None
+
+
+def present(show: list, grid: Grid) -> set[str]:
+    """The ``point_key``s of the grid's points that ``dvc exp show`` has done, queued or running: what running the
+    grid again must not queue twice."""
+    by_state = progress(show, grid)
+    return {e["point"] for state in ("success", "queued", "running") for e in by_state[state]}
 
 
 def last_line(log: str | None) -> str:
@@ -211,9 +237,10 @@ def progress(show: list, grid: Grid) -> dict[str, list[dict]]:
     from the commit's it started from: its workspace starts with those)."""
     newest: dict[str, dict] = {}
     for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
-        combo = _in_grid(exp, grid)
+        combo = _in_grid(exp, grid) if not exp["commit"] else None  # a commit with a point's params: no experiment
         if combo is not None:
-            newest[json.dumps(combo)] = exp
+            exp["point"] = point_key(grid, dict(zip(grid.keys(), combo)))
+            newest[exp["point"]] = exp
     by_state: dict[str, list[dict]] = {"queued": [], "running": [], "success": [], "failed": []}
     for exp in newest.values():
         live = [(path, m) for path, m in exp["metrics"].items()
@@ -238,7 +265,7 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     fixed overrides are skipped."""
     latest: dict[str, tuple[tuple, dict]] = {}  # by the point's values in JSON (a value may be a list of seeds)
     for exp in sorted(experiments(show), key=lambda e: e["timestamp"]):
-        combo = _in_grid(exp, grid) if exp["state"] == "success" else None
+        combo = _in_grid(exp, grid) if exp["state"] == "success" and not exp["commit"] else None
         if combo is not None:
             latest[json.dumps(combo)] = combo, exp
     rows = []
@@ -250,7 +277,8 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
         for arch, m in sorted(summary.items()):
             if not isinstance(m, dict) or "augmented_minus_baseline" not in m:
                 continue
-            row = {"experiment": exp["name"], **dict(zip(grid.keys(), combo)), "arch": arch, **copies}
+            row = {"experiment": exp["name"], "commit": exp["code"], **dict(zip(grid.keys(), combo)), "arch": arch,
+                   **copies}
             for metric in ("baseline", "baseline_matched", "augmented"):
                 row[metric] = m.get(metric)
             for gain in ("augmented_minus_baseline", "augmented_minus_matched"):
@@ -258,6 +286,65 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
                     row[gain + part] = m.get(gain + part)
             rows.append(row)
     return rows
+
+
+def setting(grid: Grid) -> dict:
+    """What the grid's points share but the dataset's place on the machine: a saved row is this grid's only when
+    it was measured with the same targets and overrides (profile included)."""
+    overrides = {k: v for k, v in grid.overrides().items() if k != DATA_PATH}
+    return json.loads(json.dumps({"targets": list(grid.targets), "overrides": overrides}))
+
+
+def save_rows(rows: list[dict], grid: Grid, path: Path = SAVED) -> None:
+    """The measured rows (not the drawn zeros) with the grid's setting: what ``saved_rows`` reads back."""
+    from dreaming_data.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"setting": setting(grid), "rows": [r for r in rows if not r.get("derived")]},
+                                  indent=1) + "\n")
+
+
+def saved_rows(grid: Grid, path: Path = SAVED) -> tuple[list[dict], int]:
+    """The rows of ``path`` that are points of this grid measured in its setting (a grid that a session's end cut
+    goes on from them), and how many rows it leaves out."""
+    if not path.exists():
+        return [], 0
+    try:
+        raw = json.loads(path.read_text())
+        rows = raw["rows"]
+        assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{path}: not a saved curve (rows of finished points); restore it with git or delete it")
+    if raw.get("setting") != setting(grid):
+        return [], len(rows)
+    points = {point_key(grid, c) for c in grid.combinations()}
+    kept = [r for r in rows if point_key(grid, r) in points and "arch" in r]
+    return kept, len(rows) - len(kept)
+
+
+def merge_rows(measured: list[dict], saved: list[dict], grid: Grid) -> list[dict]:
+    """``dvc exp show``'s rows, and the saved rows of the points it does not have."""
+    have = {point_key(grid, r) for r in measured}
+    return measured + [r for r in saved if point_key(grid, r) not in have]
+
+
+def with_zero(rows: list[dict], grid: Grid) -> list[dict]:
+    """``rows`` and, for each line whose grid has no point without dreams, that point drawn from its baseline:
+    augmented and baseline_matched without a dream train on the baseline's images with its seeds and its steps, so
+    they are the baseline (gains exactly 0: tests/test_pipeline_dvc.py, test_experiment_reruns_only_classifier_side)."""
+    others = [k for k in grid.keys() if k != X_KEY]
+    line = lambda r: json.dumps([r.get(k) for k in others])  # noqa: E731
+    with_zeros = {line(c) for c in grid.combinations() if c.get(X_KEY) == 0}
+    zeros = {}
+    for row in sorted(rows, key=lambda r: _order(r.get(X_KEY))):
+        key = (row["arch"], line(row))
+        if line(row) not in with_zeros and key not in zeros:
+            base = row["baseline"]
+            zeros[key] = row | {X_KEY: 0, "experiment": "(its baseline)", "derived": True, "augmented": base,
+                                "baseline_matched": base, "near_copies_inception": None, "near_copies_pixel": None}
+            zeros[key] |= {g + part: (True if part == "_stable" else 0.0) for g in ("augmented_minus_baseline",
+                           "augmented_minus_matched") for part in ("", "_low", "_high", "_stable")}
+    return rows + list(zeros.values())
 
 
 GAINS = {"augmented_minus_baseline": "gain over baseline (same epochs)",
@@ -350,7 +437,11 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
              f"Gain over baseline: same epochs, so more optimizer steps for the augmented run; over baseline_matched: "
              f"the same number of steps on real images only. Plot: `{png}`."
              + (" Near copies: the share of the point's dreams nearer a training image than the closest 5% of "
-                "held-out real images come (Inception features / pixels; metrics/novelty.json)." if copies else ""), "",
+                "held-out real images come (Inception features / pixels; metrics/novelty.json)." if copies else "")
+             + (" A point without dreams marked *(its baseline)* is drawn from the line's baseline, not trained "
+                "again: augmented and baseline_matched without a dream are the baseline's images, seeds and steps."
+                if any(r.get("derived") for r in rows) else "")
+             + " Experiment: its name (`dvc exp show`) and the commit it ran; rows kept in reports/curve.json.", "",
              "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | "
              + ("near copies | " if copies else "") + "experiment |",
              "|---" * (len(keys) + 6 + copies) + "|"]
@@ -359,6 +450,6 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
         lines.append(f"| {row['arch']} | " + " | ".join(str(row[k]) for k in keys)
                      + f" | {acc(row['baseline'])} | {acc(row['augmented'])} | {fmt(row, 'augmented_minus_baseline')} | "
                        f"{fmt(row, 'augmented_minus_matched')} | " + (f"{near(row)} | " if copies else "")
-                     + f"{row['experiment']} |")
+                     + f"{row['experiment']}{' (' + row['commit'][:7] + ')' if row.get('commit') else ''} |")
     with atomic_path(md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
