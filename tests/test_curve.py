@@ -406,3 +406,18 @@ def test_curve_with_every_point_saved_queues_nothing_and_reports(tmp_path, monke
     md = (tmp_path / "reports" / "curve.md").read_text()
     assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200" in md and "| a (abc) |" in md
     assert "| cnn | 10 | 0 |" in md and (tmp_path / "plots" / "curve.png").exists()
+    assert "Measured on" not in md  # the saved row does not say where it ran
+
+
+def test_a_grid_run_on_two_machines_says_which_measured_each_point(tmp_path):
+    grid = Grid(("compare",), (Block({"data.train_per_class": [10, 20], "merge.synthetic_per_class": [6]}, {}),),
+                {}, None)
+    show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None, "experiments": [
+        _exp("a", "2026-01-01T00:00:01", 10, 6, 0.02), _exp("b", "2026-01-01T00:00:02", 20, 6, 0.01)]}]
+    first, second = _rows(grid, show)
+    write_curve([first | {"machine": "2 CPU cores, native bf16"}], grid, tmp_path / "c.png", tmp_path / "c.md")
+    assert "Measured on 2 CPU cores, native bf16." in (tmp_path / "c.md").read_text()
+    write_curve([first | {"machine": "2 CPU cores, native bf16"}, second | {"machine": "2 CPU cores, no native bf16 "
+                 "(fp32)"}], grid, tmp_path / "c.png", tmp_path / "c.md")
+    md = (tmp_path / "c.md").read_text()
+    assert "Measured on" not in md and "| b (abc) | 2 CPU cores, no native bf16 (fp32) |" in md

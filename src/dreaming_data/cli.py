@@ -357,7 +357,9 @@ def curve(
             return
         failed, show = ran
     try:
-        rows = c.merge_rows(c.curve_rows(show if show is not None else _exp_show(), g), saved, g)
+        here = c.machine()
+        measured = [r | {"machine": here} for r in c.curve_rows(show if show is not None else _exp_show(), g)]
+        rows = c.merge_rows(measured, saved, g)
         c.write_curve(c.with_zero(rows, g), g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
         c.save_rows(rows, g)
     except UserError as exc:

@@ -288,6 +288,20 @@ def curve_rows(show: list, grid: Grid) -> list[dict]:
     return rows
 
 
+def machine() -> str:
+    """This machine, where the experiments `dvc exp show` lists ran, as far as it moves results by float rounding
+    (runtime.precision bf16 computes fp32 on a CPU without native bf16)."""
+    import os
+
+    import torch
+
+    from dreaming_data.runtime import native_bf16_cpu
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"{os.cpu_count()} CPU cores, " + ("native bf16" if native_bf16_cpu() else "no native bf16 (fp32)")
+
+
 def setting(grid: Grid) -> dict:
     """What the grid's points share but the dataset's place on the machine: a saved row is this grid's only when
     it was measured with the same targets and overrides (profile included)."""
@@ -427,6 +441,8 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
         return f"{mean:+.4f}" + ("" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]") + fragile
 
     keys = grid.keys()
+    machines = sorted({r["machine"] for r in rows if r.get("machine")})
+    several = len(machines) > 1  # a grid run in pieces on different machines: a column says which
     copies = any(row.get("near_copies_inception") is not None for row in rows)
     near = lambda row: "-" if row.get("near_copies_inception") is None else \
         f"{row['near_copies_inception']:.1%} / {row['near_copies_pixel']:.1%}"  # noqa: E731
@@ -441,15 +457,17 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
              + (" A point without dreams marked *(its baseline)* is drawn from the line's baseline, not trained "
                 "again: augmented and baseline_matched without a dream are the baseline's images, seeds and steps."
                 if any(r.get("derived") for r in rows) else "")
-             + " Experiment: its name (`dvc exp show`) and the commit it ran; rows kept in reports/curve.json.", "",
+             + " Experiment: its name (`dvc exp show`) and the commit it ran; rows kept in reports/curve.json."
+             + (f" Measured on {machines[0]}." if len(machines) == 1 else ""), "",
              "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | "
-             + ("near copies | " if copies else "") + "experiment |",
-             "|---" * (len(keys) + 6 + copies) + "|"]
+             + ("near copies | " if copies else "") + "experiment |" + (" machine |" if several else ""),
+             "|---" * (len(keys) + 6 + copies + several) + "|"]
     for row in sorted(rows, key=lambda r: (str(r["arch"]), *[_order(r[k]) for k in keys])):
         acc = lambda v: "-" if v is None or v != v else f"{v:.4f}"  # noqa: E731
         lines.append(f"| {row['arch']} | " + " | ".join(str(row[k]) for k in keys)
                      + f" | {acc(row['baseline'])} | {acc(row['augmented'])} | {fmt(row, 'augmented_minus_baseline')} | "
                        f"{fmt(row, 'augmented_minus_matched')} | " + (f"{near(row)} | " if copies else "")
-                     + f"{row['experiment']}{' (' + row['commit'][:7] + ')' if row.get('commit') else ''} |")
+                     + f"{row['experiment']}{' (' + row['commit'][:7] + ')' if row.get('commit') else ''} |"
+                     + (f" {row.get('machine') or '-'} |" if several else ""))
     with atomic_path(md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
