@@ -143,7 +143,7 @@ def test_near_copies_come_only_from_experiments_that_ran_novelty(tmp_path):
 
 
 def test_curve_figure_has_a_facet_per_architecture_and_comparison(tmp_path):
-    """plots/curve.png (seaborn): a row of two facets (gain over baseline, over baseline_matched) per
+    """curve.png (seaborn): a row of two facets (gain over baseline, over baseline_matched) per
     architecture, one line per real-set size, sorted by size (10 before 200)."""
     from PIL import Image
 
@@ -350,7 +350,7 @@ def test_a_line_without_a_zero_point_starts_at_its_baseline(tmp_path):
 
 
 def test_a_grid_goes_on_from_its_saved_rows(tmp_path):
-    """reports/curve.json keeps the finished points' rows with the grid's setting: a fresh clone reads them back
+    """results/<grid>/curve.json keeps the finished points' rows with the grid's setting: a fresh clone reads them back
     (dvc exp show's own row of a point wins), queues only the points neither has, and leaves out rows of another
     setting or of no point of the grid; a broken file is one line naming it."""
     from dreaming_data.tools.curve import merge_rows, point_key, save_rows, saved_rows
@@ -383,7 +383,7 @@ def test_a_grid_goes_on_from_its_saved_rows(tmp_path):
 
 def test_curve_with_every_point_saved_queues_nothing_and_reports(tmp_path, monkeypatch):
     """`dreaming-data curve` in a fresh clone of a finished grid: no experiment queued, no queue started, the report
-    and the figure written again from reports/curve.json."""
+    and the figure written again from results/<grid>/curve.json."""
     import shutil
     import subprocess
 
@@ -396,17 +396,22 @@ def test_curve_with_every_point_saved_queues_nothing_and_reports(tmp_path, monke
     grid = load_grid(tmp_path / "g.yaml", default_params())
     show = [{"rev": "abc", "name": "main", "data": {"rev": "abc"}, "error": None,
              "experiments": [_exp("a", "2026-01-01T00:00:01", 10, 6, 0.02)]}]
-    save_rows(curve_rows(show, grid), grid, tmp_path / "reports" / "curve.json")
+    out = tmp_path / "results" / "g"  # the grid's own folder, beside the runs' results folders
+    save_rows(curve_rows(show, grid), grid, out / "curve.json")
     calls = []
     monkeypatch.setattr(cli, "_exp_show", lambda attempts=1: [{"rev": "def", "name": "main", "data": {"rev": "def"},
                                                                "error": None, "experiments": None}])
     monkeypatch.setattr(subprocess, "call", lambda *a, **k: calls.append(a) or 0)
     cli.curve(grid=tmp_path / "g.yaml", report=False, start=True, wait=True, jobs=1)
     assert calls == []
-    md = (tmp_path / "reports" / "curve.md").read_text()
+    md = (out / "curve.md").read_text()
     assert "| cnn | 10 | 6 | 0.5000 | 0.5200 | +0.0200" in md and "| a (abc) |" in md
-    assert "| cnn | 10 | 0 |" in md and (tmp_path / "plots" / "curve.png").exists()
+    assert "| cnn | 10 | 0 |" in md and (out / "curve.png").exists()
     assert "Measured on" not in md  # the saved row does not say where it ran
+    (tmp_path / "results" / "run").mkdir()
+    (tmp_path / "results" / "run" / "environment.json").write_text('{"date": "2026-01-01", "device": "cpu"}')
+    from dreaming_data.tools import results
+    assert results.folders(tmp_path / "results") == [tmp_path / "results" / "run"]  # a curve is not a run
 
 
 def test_a_grid_run_on_two_machines_says_which_measured_each_point(tmp_path):

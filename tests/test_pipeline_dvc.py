@@ -279,7 +279,7 @@ def test_curve_queues_a_grid_and_reports_it(project):
     assert len(failures) == 1 and "data.train_per_class: 1000 but class" in failures[0], r.stderr
     assert "curve: 0 queued, 0 running, 1 done, 1 failed" in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("error: 1 experiment(s) of the grid failed: ")
-    md = (repo / "reports" / "curve.md").read_text()
+    md = (repo / "results" / "grid" / "curve.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| simple_cnn | 3 | 6 |")]
     zero = [line for line in md.splitlines() if line.startswith("| simple_cnn | 3 | 0 |")]  # drawn from the baseline
     assert len(rows) == 1 and len(zero) == 1 and "(its baseline)" in zero[0], md
@@ -287,7 +287,7 @@ def test_curve_queues_a_grid_and_reports_it(project):
     assert "{:+.4f} [{:+.4f}, {:+.4f}]".format(*gain) in rows[0], (rows[0], gain)  # the study's own result
     exp = rows[0].split("|")[-2].split()[0]  # "name (commit)"
     assert ran(sh("dvc", "queue", "logs", exp, cwd=repo).stdout) == set()  # every stage up to date
-    assert (repo / "plots" / "curve.png").stat().st_size > 10000
+    assert (repo / "results" / "grid" / "curve.png").stat().st_size > 10000
     show = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
     assert len([e for entry in show for e in (entry.get("experiments") or [])]) == 2
     no_dreams, = sh("dvc", "exp", "list", "--rev", "HEAD~1", "--name-only", cwd=repo).stdout.split()

@@ -292,7 +292,7 @@ def _follow_queue(g, jobs: int, env: dict, poll_s: float = 5.0, saved: frozenset
         time.sleep(min(120.0, max(poll_s, 9 * took)))  # the follower: at most a tenth of the CPU the stages need
 
 
-def _queue_grid(g, saved: set[str], jobs: int, start: bool, wait: bool) -> tuple[list[dict], list] | None:
+def _queue_grid(g, saved: set[str], jobs: int, start: bool, wait: bool, out: Path) -> tuple[list[dict], list] | None:
     """Queue the grid's points that are neither saved nor done, queued or running in `dvc exp show` (run again after
     a stop, in a fresh clone, it goes on), start DVC's queue and follow it. Returns the failed experiments and the
     last `dvc exp show`, or None when it is not to wait."""
@@ -304,8 +304,8 @@ def _queue_grid(g, saved: set[str], jobs: int, start: bool, wait: bool) -> tuple
     show = _exp_show()
     there = c.present(show, g) | saved
     if there:
-        print(f"curve: {len(there)} of {len(g.combinations())} points of the grid are done ({c.SAVED}, `dvc exp "
-              f"show`), queued or running: queueing the others", flush=True)
+        print(f"curve: {len(there)} of {len(g.combinations())} points of the grid are done ({out / c.SAVED}, `dvc "
+              f"exp show`), queued or running: queueing the others", flush=True)
     commands = c.queue_commands(g, there)
     for args in commands:
         print("$ dvc " + " ".join(args), flush=True)
@@ -331,8 +331,8 @@ def _queue_grid(g, saved: set[str], jobs: int, start: bool, wait: bool) -> tuple
 def curve(
     grid: Annotated[Path, typer.Option(help="the committed grid file")] = Path("curve.yaml"),
     report: Annotated[bool, typer.Option("--report", help="read the finished experiments (`dvc exp show --json` and "
-                                                          "the rows saved in reports/curve.json) and write "
-                                                          "plots/curve.png, reports/curve.md and the rows")] = False,
+                                                          "the rows saved in results/<grid>/curve.json) and write "
+                                                          "curve.png, curve.md and the rows there")] = False,
     start: Annotated[bool, typer.Option(help="start DVC's queue workers after queueing")] = True,
     wait: Annotated[bool, typer.Option(help="wait until the queue is empty, then write the report")] = True,
     jobs: Annotated[int, typer.Option(min=1, help="experiments run at once (`dvc queue start -j`); on a machine with "
@@ -343,16 +343,18 @@ def curve(
     from dreaming_data.config import read_yaml
     from dreaming_data.tools import curve as c
 
+    out = c.folder(grid)
     try:
         g = c.load_grid(grid, read_yaml("params.yaml"))
-        saved, left_out = c.saved_rows(g)
+        saved, left_out = c.saved_rows(g, out / c.SAVED)
     except UserError as exc:
         fail(str(exc))
     if left_out:
-        print(f"curve: {left_out} row(s) of {c.SAVED} are not points of {grid} in its setting: not read", flush=True)
+        print(f"curve: {left_out} row(s) of {out / c.SAVED} are not points of {grid} in its setting: not read",
+              flush=True)
     failed, show = [], None
     if not report:
-        ran = _queue_grid(g, {c.point_key(g, r) for r in saved}, jobs, start, wait)
+        ran = _queue_grid(g, {c.point_key(g, r) for r in saved}, jobs, start, wait, out)
         if ran is None:
             return
         failed, show = ran
@@ -360,11 +362,11 @@ def curve(
         here = c.machine()
         measured = [r | {"machine": here} for r in c.curve_rows(show if show is not None else _exp_show(), g)]
         rows = c.merge_rows(measured, saved, g)
-        c.write_curve(c.with_zero(rows, g), g, Path("plots/curve.png"), Path("reports/curve.md"), grid)
-        c.save_rows(rows, g)
+        c.write_curve(c.with_zero(rows, g), g, out / "curve.png", out / "curve.md", grid)
+        c.save_rows(rows, g, out / c.SAVED)
     except UserError as exc:
         fail(str(exc))
-    print(Path("reports/curve.md").read_text())
+    print((out / "curve.md").read_text())
     if failed:
         fail(f"{len(failed)} experiment(s) of the grid failed: {', '.join(e['name'] for e in failed)} (their log's "
              f"last lines are above; `dvc queue logs NAME` has the rest)")

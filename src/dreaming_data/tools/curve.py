@@ -4,9 +4,9 @@ The grid lives in a committed YAML file (``curve.yaml``). ``queue_commands`` tur
 (``dvc exp run --queue <target> -S key=v1,v2,...``, one experiment per combination, run by ``dvc queue start``), one
 per block when the grid has several (``blocks:``, each with its own fixed keys: a DDPM's epochs per real-set size);
 ``curve_rows`` reads the finished experiments back from ``dvc exp show --json``; ``write_curve`` draws
-``plots/curve.png`` and writes ``reports/curve.md``. The finished points' rows are kept in ``reports/curve.json``
-(committed with the report): a grid longer than a sitting goes on from them in a fresh clone, queueing only the
-points it lacks.
+``curve.png`` and writes ``curve.md`` in the grid's results folder (``results/<grid file's name>/``). The finished
+points' rows are kept there in ``curve.json`` (committed with the report): a grid longer than a sitting goes on from
+them in a fresh clone, queueing only the points it lacks.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ RUNNING_NOW = "9999"  # a running experiment has no timestamp yet: it sorts afte
 DATA_PATH = "data.path"  # a local dataset archive or folder (resolved against the project directory)
 SUMMARY = "metrics/summary.json"  # per architecture: mean accuracy per variant, paired gains with 95% intervals
 NOVELTY = "metrics/novelty.json"  # near-copy shares of the dreams, when the grid's targets include novelty
-SAVED = Path("reports/curve.json")  # the finished points' rows, with the setting they were measured in
+SAVED = "curve.json"  # in the grid's folder: the finished points' rows, with the setting they were measured in
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,12 @@ def setting(grid: Grid) -> dict:
     return json.loads(json.dumps({"targets": list(grid.targets), "overrides": overrides}))
 
 
-def save_rows(rows: list[dict], grid: Grid, path: Path = SAVED) -> None:
+def folder(grid_file: Path) -> Path:
+    """The grid's results folder (its report, figure and saved rows), one per grid file: results/curve-cifar-cpu/."""
+    return Path("results") / grid_file.stem
+
+
+def save_rows(rows: list[dict], grid: Grid, path: Path) -> None:
     """The measured rows (not the drawn zeros) with the grid's setting: what ``saved_rows`` reads back."""
     from dreaming_data.io import atomic_path
 
@@ -318,7 +323,7 @@ def save_rows(rows: list[dict], grid: Grid, path: Path = SAVED) -> None:
                                   indent=1) + "\n")
 
 
-def saved_rows(grid: Grid, path: Path = SAVED) -> tuple[list[dict], int]:
+def saved_rows(grid: Grid, path: Path) -> tuple[list[dict], int]:
     """The rows of ``path`` that are points of this grid measured in its setting (a grid that a session's end cut
     goes on from them), and how many rows it leaves out."""
     if not path.exists():
@@ -390,7 +395,7 @@ def _line_and_band(data, color, label=None, **_) -> None:
 
 
 def draw_curve(rows: list[dict], png: Path):
-    """``plots/curve.png``: per architecture (rows) and comparison (columns), one line per real-set size (and
+    """``curve.png``: per architecture (rows) and comparison (columns), one line per real-set size (and
     filter, when the grid varies it) against synthetic images per class. Returns the (closed) seaborn FacetGrid."""
     import matplotlib
 
@@ -457,7 +462,7 @@ def write_curve(rows: list[dict], grid: Grid, png: Path, md: Path, source: Path 
              + (" A point without dreams marked *(its baseline)* is drawn from the line's baseline, not trained "
                 "again: augmented and baseline_matched without a dream are the baseline's images, seeds and steps."
                 if any(r.get("derived") for r in rows) else "")
-             + " Experiment: its name (`dvc exp show`) and the commit it ran; rows kept in reports/curve.json."
+             + f" Experiment: its name (`dvc exp show`) and the commit it ran; rows kept in {SAVED} beside this file."
              + (f" Measured on {machines[0]}." if len(machines) == 1 else ""), "",
              "| arch | " + " | ".join(keys) + " | baseline | augmented | gain over baseline | gain over matched | "
              + ("near copies | " if copies else "") + "experiment |" + (" machine |" if several else ""),

@@ -466,12 +466,14 @@ def read_result(folder: Path, name: str) -> Any:
 
 def folders(root: Path = RESULTS) -> list[Path]:
     """Results folders: GPU runs first, then CPU runs; the newest first within each. Hidden folders (a collect's
-    ``.NAME.tmp``, ``.NAME.old``) are not results."""
+    ``.NAME.tmp``, ``.NAME.old``) are not results, nor is a dreaming curve's folder (``results/<grid>/curve.json``,
+    read in docs/curve.md)."""
     if not root.exists():
         raise UserError(f"{root}: no such folder (expected the results folders, e.g. results/)")
     if not root.is_dir():
         raise UserError(f"{root}: not a folder of results")
-    found = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.exists() else []
+    found = sorted(d for d in root.iterdir()
+                   if d.is_dir() and not d.name.startswith(".") and not (d / "curve.json").exists())
     envs = {d: read_result(d, "environment.json") for d in found}
     for d, env in envs.items():
         if not isinstance(env, dict) or not isinstance(env.get("date"), str) or not isinstance(env.get("device"), str):
