@@ -295,3 +295,23 @@ def test_stage_graph_matches_dvc():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert sorted(r.stdout.split()) == sorted(i.label for i in ordered(load_params(ROOT / "params.yaml")))
+
+
+def test_the_run_cache_can_serve_every_stage_but_three_cheap_ones():
+    """DVC's run cache restores a stage only when no output is `persist` and every uncached output is a metric or a
+    plot (DVC 3: `_can_hash` in dvc/stage/cache.py, `no_cache_outs` in `Stage.run`): then a curve's points of one
+    real-set size share its DDPM, dreams and baselines. The exceptions are cheap: the reports, and the pictures that
+    top-level plot definitions draw (a stage plot of the same file would be drawn twice)."""
+    persist, blocking = [], {}
+    for name, stage in DVC.items():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind) or []:
+                path, opts = (out, {}) if isinstance(out, str) else next(iter(out.items()))
+                if (opts or {}).get("persist"):
+                    persist.append(path)
+                if kind == "outs" and (opts or {}).get("cache") is False:
+                    blocking.setdefault(name, []).append(path)
+    assert persist == []
+    assert blocking == {"compare": ["reports/comparison.md"], "ablation": ["reports/ablation.md",
+                        "plots/ablation/ablation.png"], "novelty": ["plots/novelty/nearest.png",
+                                                                     "plots/novelty/distances.png"]}

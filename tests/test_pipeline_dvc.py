@@ -150,8 +150,29 @@ def test_params_changes_rerun_only_dependent_stages(project):
         assert ran(sh("dvc", "repro", "sample_grid@linear-10", cwd=repo).stdout) == {"sample_grid@linear-10"}
     finally:
         (repo / "params.yaml").write_text(params)
-    # back to the committed params: the grid again (DVC keeps no run cache of a stage with an uncached output)
-    assert ran(sh("dvc", "repro", cwd=repo).stdout) == {"sample_grid@linear-10"}
+    # back to the committed params: DVC's run cache has the grid's outputs, nothing runs
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert ran(out) == set() and "Stage 'sample_grid@linear-10' is cached" in out, out
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def test_the_run_cache_serves_a_training_stage(project):
+    """A DDPM trained with other params, then the committed params again: DVC restores the first DDPM, its metrics
+    and its DVCLive files from the run cache (a curve's points of one real-set size share one DDPM)."""
+    repo, _ = project
+    model = repo / "models" / "ddpm" / "linear" / "model.pt"
+    live = repo / "dvclive" / "train_ddpm-linear" / "metrics.json"
+    before, live_before = model.read_bytes(), live.read_text()
+    params = (repo / "params.yaml").read_text()
+    try:
+        (repo / "params.yaml").write_text(params.replace("  lr: 0.001\n  grad_clip", "  lr: 0.002\n  grad_clip", 1))
+        assert ran(sh("dvc", "repro", "-s", "train_ddpm@linear", cwd=repo).stdout) == {"train_ddpm@linear"}
+        assert model.read_bytes() != before
+    finally:
+        (repo / "params.yaml").write_text(params)
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert ran(out) == set() and "Stage 'train_ddpm@linear' is cached" in out, out
+    assert model.read_bytes() == before and live.read_text() == live_before
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
@@ -173,9 +194,17 @@ def test_code_edits_rerun_only_the_stages_that_execute_the_code(project):
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
-def test_each_plot_is_drawn_once(project):
+def test_each_plot_is_drawn_once(project, monkeypatch):
+    """`dreaming-data plots` asks DVC for dvc.yaml's definitions and the DDPMs' live curves: each picture once;
+    plain `dvc plots show` draws every stage's plot files besides (each seed's confusion matrix, ...)."""
+    from dreaming_data.cli import page_targets
+
     repo, _ = project
-    shown = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]
+    everything = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)["data"]
+    assert everything["plots/confusion/simple_cnn-baseline-seed0.csv"][0]["type"] == "vega"
+    monkeypatch.chdir(repo)
+    shown = json.loads(sh("dvc", "plots", "show", "--json", *page_targets(), cwd=repo).stdout)["data"]
+    assert set(shown) < set(everything)
     missing = {k for k, v in shown.items() if not v}  # dvc.yaml's ResNet-18 plots: this study trains none
     assert missing and all("resnet18" in k for k in missing), missing
     shown = {k: v for k, v in shown.items() if v}

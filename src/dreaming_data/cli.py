@@ -144,7 +144,7 @@ def plots(
         template = Path(tmp) / "offline.html"
         template.write_text(offline_template(), encoding="utf8")
         verb = ["diff", *revisions] if revisions else ["show"]
-        cmd = [*DVC, "plots", *verb, "--html-template", str(template), "-o", str(out)]
+        cmd = [*DVC, "plots", *verb, *page_targets(), "--html-template", str(template), "-o", str(out)]
         if subprocess.call(cmd, stdout=subprocess.DEVNULL) != 0:
             fail(f"dvc plots {verb[0]} failed (its message is above)")
     page = out / "index.html"
@@ -160,6 +160,21 @@ def plots(
               f"(run the study first): {', '.join(missing)}")
     else:
         print(f"{page}: every plot, no network needed")
+
+
+def page_targets() -> list[str]:
+    """``dvc plots show`` targets (regular expressions DVC matches against plot ids) for one page with each picture
+    once: dvc.yaml's top-level definitions and the DDPMs' DVCLive curves, not every stage's own plot files."""
+    import re
+
+    import yaml
+
+    from dreaming_data.live import DRAWN
+
+    definitions = (yaml.safe_load(Path("dvc.yaml").read_text()) or {}).get("plots") or []
+    ids = [item if isinstance(item, str) else next(iter(item)) for item in definitions]
+    literal = lambda text: re.sub(r"([.^$*+?{}()|\[\]])", r"[\1]", text)  # noqa: E731 (DVC turns a \ into a /)
+    return [*(literal(i) + "$" for i in ids), DRAWN]
 
 
 def missing_plots() -> tuple[list[str], int]:

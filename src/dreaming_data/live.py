@@ -3,9 +3,11 @@ runs, so that ``dvc exp show`` of a running experiment shows its step and loss, 
 curves, and the DVC VS Code extension follows them, offline, without DVC Studio.
 
 One directory per stage instance (``dvclive/train_ddpm-linear``), declared in ``dvc.yaml`` as that stage's metrics
-and plots (``persist: true``: a resumed run goes on with them); DVCLive writes no ``dvc.yaml`` of its own. Rank 0
-logs. The values only go out: nothing read back changes what is trained or sampled. A resumed run first cuts the
-files back to the step it resumes from, so its curves have neither a gap nor a repeat. Without DVCLive (a GPU job
+and plots; DVCLive writes no ``dvc.yaml`` of its own. Rank 0 logs. The values only go out: nothing read back changes
+what is trained or sampled. They are not ``persist`` outputs (DVC's run cache skips a stage with one, and every
+experiment of a grid would train its DDPM again), so DVC deletes them before it runs a stage again: each checkpoint
+keeps a copy (``keep``), and a resumed run starts from that copy cut back to the step it resumes from, so its curves
+have neither a gap nor a repeat. Without DVCLive (a GPU job
 on an image without DVC) or with ``runtime.live_every: 0`` nothing is logged live; the stage's own outputs are the
 same either way.
 """
@@ -15,12 +17,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from dreaming_data import distributed as dd
 
 from dreaming_data.paths import live_dir
+
+# The live folders a plots page draws (`dreaming-data plots`, a results folder): the DDPMs' per-step curves. Every
+# stage's are plots in dvc.yaml (so that DVC's run cache can serve it); plain `dvc plots show` draws them all.
+DRAWN = r"dvclive/train_ddpm-[^/]+/plots$"
 
 
 def replace_text(path: str | Path, text: str) -> None:
@@ -63,10 +70,11 @@ def cut_to(folder: Path, step: int) -> None:
 
 class LiveLog:
     """DVCLive for one stage instance: ``log(step, metrics)`` records ``metrics`` at ``step`` (rank 0; a no-op when
-    off). ``resume_step``: the step the stage resumes from (0 or None: a fresh run, the directory starts empty)."""
+    off). ``resume_step``: the step the stage resumes from (0 or None: a fresh run, the directory starts empty);
+    ``kept``: where its checkpoint keeps the live files (``keep``), restored from when it resumes."""
 
-    def __init__(self, stage: str, every: int, resume_step: int | None = None):
-        self.every, self.live = every, None
+    def __init__(self, stage: str, every: int, resume_step: int | None = None, kept: Path | None = None):
+        self.every, self.live, self.kept = every, None, kept
         if every <= 0 or not dd.is_main():
             return
         try:
@@ -77,6 +85,11 @@ class LiveLog:
         dvclive.live.dump_json = _dump_json  # the summary replaced whole, never written over (rows are appended)
         folder = live_dir(stage)
         if resume_step:
+            copies = [kept, kept.with_name(kept.name + ".old")] if kept is not None else []
+            copy = next((c for c in copies if c.is_dir()), None)  # (.old: a copy cut between its two renames)
+            if copy is not None:  # the checkpoint's, not what a run killed after it logged (DVC may delete that)
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(copy, folder)
             cut_to(folder, resume_step)
         try:
             self.live = Live(str(folder), resume=bool(resume_step), report=None, save_dvc_exp=False, dvcyaml=None)
@@ -98,6 +111,21 @@ class LiveLog:
                 if value is not None:
                     self.live.log_metric(name, value)
             self.live.make_summary()
+
+    def keep(self) -> None:
+        """Copy the live files into the checkpoint (``kept``), called when it is saved: a copy of the whole folder
+        is renamed into place, so an interrupted copy leaves the previous one."""
+        if self.live is None or self.kept is None:
+            return
+        tmp, old = self.kept.with_name(self.kept.name + ".tmp"), self.kept.with_name(self.kept.name + ".old")
+        with self._writing():
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(self.live.dir, tmp)
+            shutil.rmtree(old, ignore_errors=True)
+            if self.kept.exists():
+                self.kept.rename(old)
+            tmp.rename(self.kept)
+            shutil.rmtree(old, ignore_errors=True)
 
     def close(self) -> None:
         if self.live is not None:

@@ -147,7 +147,7 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
     total = sum(n for _, _, n in todo)
     done_before = len(chunks) - len(todo)
     images_before = sum(n for _, _, n in chunks) - total
-    live = LiveLog(live_stage, live_every if live_stage else 0, done_before)
+    live = LiveLog(live_stage, live_every if live_stage else 0, done_before, resume.path("live"))
     todo = todo[dd.rank()::dd.world_size()]
     y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, _, n in todo] or [torch.zeros(0, dtype=torch.int64)])
     index = torch.cat([torch.arange(start, start + n) for _, start, n in todo] or [torch.zeros(0, dtype=torch.int64)])
@@ -162,15 +162,16 @@ def generate(sampler: Sampler, per_class: int, steps: int, seed: int, batch_size
             rows = np.concatenate(pending)
             while waiting and len(rows) >= waiting[0][2]:  # the oldest chunk is complete: save it
                 chunk = waiting.pop(0)
-                with atomic_path(resume.path(chunk_name(*chunk))) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, rows[:chunk[2]])
-                rows = rows[chunk[2]:]
-                if live.live is not None:
+                if live.live is not None:  # logged and kept first: a resumed run cuts a row its chunks lack
                     saved = len(todo) - len(waiting)
                     images = sum(n for _, _, n in todo[:saved])
                     live.log(done_before + saved, {"images_done": images_before + images,
                                                    "images_per_s": images / max(time.perf_counter() - t0, 1e-9)})
+                    live.keep()
+                with atomic_path(resume.path(chunk_name(*chunk))) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, rows[:chunk[2]])
+                rows = rows[chunk[2]:]
             pending = [rows]
     live.close()
     dd.barrier()  # every rank's chunks are written

@@ -100,12 +100,14 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
         trainer.load(ckpt)
         print(f"{trainer.label}: resuming from {resume.folder} at step {step}/{trainer.total}")
     resumed_from, total, per_epoch = step, trainer.total, trainer.steps_per_epoch
-    live = LiveLog(live_stage, runtime.live_every if live_stage else 0, resumed_from)
+    live = LiveLog(live_stage, runtime.live_every if live_stage else 0, resumed_from,
+                   resume.path("live") if resume is not None else None)
 
     def save() -> None:  # every rank calls it: the generators and the trainer's state may be gathered
         states, extra = rng_states(gen, device), trainer.state()
         if resume is not None:
             parts = {name: part.state_dict() for name, part in trainer.parts().items()}
+            live.keep()  # first: a copy ahead of the state is cut back on resume, one behind would leave a gap
             resume.save_state({**parts, **states, **extra, "step": step})
         dd.barrier()  # written before any rank goes on (or stops)
 

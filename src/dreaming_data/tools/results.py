@@ -264,16 +264,16 @@ def _timing(outputs: dict[str, list[str]], times: dict[str, dict]) -> dict:
 
 def live_files(p, stages: list[str]) -> tuple[list[str], list[dict]]:
     """The DVCLive files of ``stages`` that exist (a run without DVCLive has none), and plot definitions of those
-    whose stage draws them in dvc.yaml (the DDPMs' per-step curves)."""
-    spec = (yaml.safe_load(Path("dvc.yaml").read_text()) or {}).get("stages") or {}
+    a plots page draws (``live.DRAWN``: the DDPMs' per-step curves)."""
+    from dreaming_data.live import DRAWN
+
     files, plots = [], []
     for i in registry.instances(p):
         if i.label not in stages or not i.live or not Path(i.live).is_dir():
             continue
         found = sorted(f.as_posix() for f in Path(i.live).rglob("*") if f.is_file() and not f.name.startswith("."))
         files += found
-        drawn = any("dvclive" in str(x) for x in (spec.get(i.stage.group(**i.kwargs)) or {}).get("plots") or [])
-        if drawn and any(f.endswith(".tsv") for f in found):
+        if re.match(DRAWN, f"{i.live}/plots") and any(f.endswith(".tsv") for f in found):
             plots.append({f"{i.live}/plots": {"x": "step"}})
     return files, plots
 
