@@ -210,7 +210,7 @@ def fid(
 
     from dreaming_data import paths
     from dreaming_data.io import load_images
-    from dreaming_data.quality import Reference, Scorer
+    from dreaming_data.quality import InceptionFeatures, Reference, Scorer
 
     def real_images(name: str) -> tuple[np.ndarray, str]:
         if name == "train":
@@ -229,7 +229,7 @@ def fid(
         fake = load_images(images, every_class=False)  # any set of images: the scores need no labels
         if len(fake) < 4 or fake.x.shape[-1] not in (1, 3):
             raise UserError(f"{images}: scoring needs at least 4 images of 1 or 3 channels, got {list(fake.x.shape)}")
-        ref = None
+        ref, net = None, InceptionFeatures(weights)
         if reference == "train" and paths.REFERENCE.is_file():  # the cached statistics, when they are these
             from dreaming_data.quality import weights_id
 
@@ -240,8 +240,8 @@ def fid(
             x, source = real_images(reference)
             if len(x) < 4 or x.shape[-1] not in (1, 3):
                 raise UserError(f"{source}: scoring needs at least 4 images of 1 or 3 channels, got {list(x.shape)}")
-            ref = Reference.of(x, reference, weights, dev, batch_size, keep=10000, seed=seed)
-        q = Scorer(ref, weights, dev, batch_size, seed).score(fake.x)
+            ref = Reference.of(x, reference, weights, dev, batch_size, keep=10000, seed=seed, net=net)
+        q = Scorer(ref, weights, dev, batch_size, seed, net=net).score(fake.x)
     except UserError as exc:
         fail(str(exc))
     print(f"FID {q['fid']:.3f}  KID {q['kid']:.5f} ± {q['kid_std']:.5f}  precision {q['precision']:.3f}  "

@@ -246,10 +246,11 @@ class Reference:
                    feats[kept].astype(np.float32), **novelty)
 
     @classmethod
-    def of(cls, x: np.ndarray, split: str, weights, device, batch_size: int, keep: int, seed: int) -> Reference:
+    def of(cls, x: np.ndarray, split: str, weights, device, batch_size: int, keep: int, seed: int,
+           net: InceptionFeatures | None = None) -> Reference:
         if len(x) < 2:
             raise UserError(f"the {split} reference needs at least 2 images, got {len(x)}")
-        feats = inception_features(x, weights, device, batch_size, desc=f"Inception, real {split}")
+        feats = inception_features(x, weights, device, batch_size, desc=f"Inception, real {split}", net=net)
         return cls.from_features(feats, split, weights, keep, seed)
 
     def save(self, path: Path) -> None:
@@ -284,9 +285,9 @@ class Scorer:
     """FID, KID and precision/recall of generated image sets against one ``Reference``."""
 
     def __init__(self, reference: Reference, weights: str | Path | None, device: torch.device, batch_size: int,
-                 seed: int):
+                 seed: int, net: InceptionFeatures | None = None):
         self.reference, self.device, self.batch_size, self.seed = reference, device, batch_size, seed
-        self.net = InceptionFeatures(weights)
+        self.net = net or InceptionFeatures(weights)  # (one network for both sides: it takes seconds to build)
 
     def features(self, x: np.ndarray, desc: str = "Inception, generated") -> np.ndarray:
         return inception_features(x, None, self.device, self.batch_size, desc, net=self.net)
