@@ -156,9 +156,13 @@ def test_params_changes_rerun_only_dependent_stages(project):
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
-def test_the_run_cache_serves_a_training_stage(project):
+def test_the_run_cache_serves_a_training_stage(project, monkeypatch):
     """A DDPM trained with other params, then the committed params again: DVC restores the first DDPM, its metrics
-    and its DVCLive files from the run cache (a curve's points of one real-set size share one DDPM)."""
+    and its DVCLive files from the run cache (a curve's points of one real-set size share one DDPM); a results
+    folder takes it, with the time of a run of these params."""
+    from dreaming_data.runner import TIMING, params_digest
+    from dreaming_data.tools import results
+
     repo, _ = project
     model = repo / "models" / "ddpm" / "linear" / "model.pt"
     live = repo / "dvclive" / "train_ddpm-linear" / "metrics.json"
@@ -174,6 +178,14 @@ def test_the_run_cache_serves_a_training_stage(project):
     assert ran(out) == set() and "Stage 'train_ddpm@linear' is cached" in out, out
     assert model.read_bytes() == before and live.read_text() == live_before
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    digest, stage = params_digest("params.yaml"), "train_ddpm@linear"
+    ours = [e for e in results.timing_lines(TIMING) if e["stage"] == stage and e["params_sha256"] == digest]
+    assert results.timing_lines(TIMING)[-1]["params_sha256"] != digest  # the latest run: the other lr's
+    assert results.stage_times([stage], digest, TIMING)[stage] == {"seconds": ours[-1]["seconds"],
+                                                                   "finished": ours[-1]["finished"], "this_params": True}
+    assert results.dvc_unchanged([stage, "no_such_stage"]) == {stage}  # what --partial takes beside timed runs
 
 
 def test_code_edits_rerun_only_the_stages_that_execute_the_code(project):

@@ -118,13 +118,30 @@ def timing_lines(log: Path) -> list[dict]:
 
 
 def stage_times(stages: list[str], digest: str, log: Path) -> dict[str, dict]:
-    """The latest recorded run of each stage: ``{stage: {"seconds", "finished", "this_params"}}`` (absent: none)."""
+    """Each stage's latest recorded run with these params, else its latest with any (DVC may have restored its
+    outputs from its run cache, made by a run with these params): ``{stage: {"seconds", "finished",
+    "this_params"}}`` (absent: none)."""
     latest: dict[str, dict] = {}
     for entry in timing_lines(log):
-        if entry.get("stage") in stages:
-            latest[entry["stage"]] = entry
+        stage, ours = entry.get("stage"), entry.get("params_sha256") == digest
+        if stage in stages and (ours or latest.get(stage, {}).get("params_sha256") != digest):
+            latest[stage] = entry
     return {s: {"seconds": e["seconds"], "finished": e["finished"], "this_params": e.get("params_sha256") == digest}
             for s, e in latest.items()}
+
+
+def dvc_unchanged(stages: list[str]) -> set[str]:
+    """The ``stages`` whose outputs DVC finds up to date with dvc.lock, however they got there (run, or restored
+    from DVC's run cache, which records no time); none without DVC or a dvc.lock."""
+    if not Path("dvc.lock").exists() or _version("dvc") is None:
+        return set()
+    r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True)
+    try:
+        changed = json.loads(r.stdout or "{}") if r.returncode == 0 else None
+        locked = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages") or {}
+    except (json.JSONDecodeError, yaml.YAMLError):
+        return set()
+    return set() if not isinstance(changed, dict) else {s for s in stages if s in locked and s not in changed}
 
 
 def dvc_up_to_date() -> bool | None:
@@ -256,8 +273,8 @@ def _timing(outputs: dict[str, list[str]], times: dict[str, dict]) -> dict:
         fam["stages"] += 1
         fam["seconds"] = round(fam["seconds"] + t["seconds"], 1)
     return {"note": "seconds inside each stage's body (interpreter start-up excluded, the body's imports included); "
-                    "this_params: false marks a stage DVC did not re-run for these params (its time is from the run "
-                    "that made its outputs)",
+                    "this_params: false marks a stage with no recorded run of these params (DVC kept its outputs, or "
+                    "restored them from its run cache): its time is its latest run's, with other params",
             "total_seconds": round(sum(t["seconds"] for t in per_stage.values()), 1),
             "families": families, "stages": per_stage}
 
@@ -363,7 +380,10 @@ def _run(profile: str, params_path: Path, partial: bool) -> tuple[Any, dict, dic
     if not partial:
         check_fresh(outputs, times, params_path)
         return p, outputs, times, env
-    done = finished(outputs, times)
+    done = set(finished(outputs, times))
+    if params_path.resolve() == Path("params.yaml").resolve():  # DVC's run cache restores outputs without a run
+        done |= {s for s in dvc_unchanged(list(outputs)) if all(Path(f).is_file() for f in outputs[s])}
+    done = [s for s in outputs if s in done]
     if len(done) < len(outputs):
         env["partial"] = {"stages_finished": len(done), "stages": len(outputs),
                           "unfinished": [s for s in outputs if s not in done]}
