@@ -133,28 +133,33 @@ def stage_times(stages: list[str], digest: str, log: Path) -> dict[str, dict]:
 def dvc_unchanged(stages: list[str]) -> set[str]:
     """The ``stages`` whose outputs DVC finds up to date with dvc.lock, however they got there (run, or restored
     from DVC's run cache, which records no time); none without DVC or a dvc.lock."""
-    if not Path("dvc.lock").exists() or _version("dvc") is None:
+    changed = _dvc_changed() if Path("dvc.lock").exists() else None
+    if changed is None:
         return set()
+    try:
+        locked = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages") or {}
+    except yaml.YAMLError:
+        return set()
+    return {s for s in stages if s in locked and s not in changed}
+
+
+def _dvc_changed() -> dict | None:
+    """``dvc status --json``: the stages whose outputs differ from dvc.lock (None: no DVC here, or it failed)."""
+    if not Path("dvc.yaml").exists() or _version("dvc") is None:
+        return None
     r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True)
     try:
         changed = json.loads(r.stdout or "{}") if r.returncode == 0 else None
-        locked = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages") or {}
-    except (json.JSONDecodeError, yaml.YAMLError):
-        return set()
-    return set() if not isinstance(changed, dict) else {s for s in stages if s in locked and s not in changed}
+    except json.JSONDecodeError:
+        return None
+    return changed if isinstance(changed, dict) else None
 
 
 def dvc_up_to_date() -> bool | None:
     """Whether ``dvc status`` finds the workspace's outputs up to date with dvc.lock (None: no DVC here)."""
     if not Path("dvc.yaml").exists() or _version("dvc") is None:
         return None
-    r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return False
-    try:
-        return json.loads(r.stdout or "{}") == {}
-    except json.JSONDecodeError:
-        return False
+    return _dvc_changed() == {}
 
 
 def check_fresh(outputs: dict[str, list[str]], times: dict[str, dict], params_path: Path) -> None:
