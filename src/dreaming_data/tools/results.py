@@ -731,15 +731,32 @@ def headline_rows(folder: Path, doc: Path = RESULTS_DOC) -> list[str]:
             f"{over(c['differences']['augmented_minus_baseline'])} |" for arch, c in cmp.items()]
 
 
+def newest_per_profile(found: list[Path]) -> list[Path]:
+    """The newest folder of each profile on each device (``found`` in ``folders`` order: newest first)."""
+    seen, kept = set(), []
+    for folder in found:
+        env = read_result(folder, "environment.json")
+        key = (env.get("profile", folder.name), env["device"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(folder)
+    return kept
+
+
 def headline(root: Path = RESULTS, doc: Path = RESULTS_DOC) -> str:
-    """README's section: the headline table over every results folder, linking to docs/results.md."""
+    """README's section: the headline table over the newest folder of each profile and device, linking to
+    docs/results.md (which shows every folder)."""
     found = folders(root)
     if not found:
         body = "No results folder yet (`dreaming-data results collect` makes one after a run)."
     else:
-        rows = [r for f in found for r in headline_rows(f, doc)]
+        shown = newest_per_profile(found)
+        rows = [r for f in shown for r in headline_rows(f, doc)]
         body = "\n".join(["| run | data | classifier | baseline accuracy | augmented − baseline | "
                           "augmented − baseline_matched | 95% intervals over |", "|---|---|---|---|---|---|---|", *rows])
+        if len(shown) < len(found):
+            body += (f"\n\nThe newest run of each profile; {len(found) - len(shown)} older ones are in "
+                     f"[{doc.as_posix()}]({doc.as_posix()}).")
     return f"{BEGIN}\n{body}\n{END}"
 
 
