@@ -223,6 +223,18 @@ def test_committed_grids_pass_their_checks(name):
     assert len(queue_commands(grid)) >= 1
 
 
+@pytest.mark.parametrize("name", sorted(p.parent.name for p in (ROOT / "results").glob("*/curve.json")))
+def test_a_committed_curve_is_still_its_grids(name):
+    """Every saved row of a committed curve is a point of its grid file measured in the grid's setting: a change to
+    the grid or its profile (cifar-cpu's ResNet-18 went from 4 to 24 epochs) would otherwise silently disown the
+    committed points, and the next `dreaming-data curve` would queue hours of them again."""
+    from dreaming_data.tools.curve import saved_rows
+
+    grid = load_grid(ROOT / f"{name}.yaml", default_params())
+    saved, left_out = saved_rows(grid, ROOT / "results" / name / "curve.json")
+    assert left_out == 0 and saved, f"results/{name}/curve.json: {left_out} rows are not {name}.yaml's points"
+
+
 def test_a_relative_data_path_reaches_the_queue_absolute(tmp_path, monkeypatch):
     """DVC's queue runs an experiment in a copy of the project under .dvc/tmp/exps/, where the cifar-cpu profile's
     ../shared/... does not exist: the grid queues (and matches experiments by) the path resolved from the project."""
