@@ -135,7 +135,7 @@ def inception_cases(batch: int) -> dict:
 
     g = "FID Inception (32x32 uint8 in, pool3 features out)"
     return {(g, "fid-helper TorchScript, fp32 (before)"): (shipped, batch),
-            (g, "eager, BN folded, channels_last, fp32 (the pipeline's)"): (now(False), batch),
+            (g, "eager: BN folded, channels_last, pools rearranged, fp32 (the pipeline's)"): (now(False), batch),
             (g, "eager, bf16 (not used: FID moves 0.32%)"): (now(True), batch)}
 
 

@@ -225,3 +225,13 @@ def test_precision_recall_hand_made():
     assert precision_recall(real, real, k=3) == (1.0, 1.0)
     with pytest.raises(Exception, match="more than 3 images"):
         precision_recall(real[:3], fake, k=3)
+
+
+def test_the_eager_inceptions_max_pool_is_torchs():
+    """inception.MaxPool (the maximum of strided views, the ReLU after the pool) is max_pool2d of the ReLU, exactly."""
+    from dreaming_data.inception import MaxPool
+
+    x = torch.randn(2, 5, 15, 12, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
+    ref = torch.nn.functional.max_pool2d(torch.relu(x), 3, 2)
+    assert torch.equal(MaxPool(3, 2, relu=True)(x), ref)
+    assert torch.equal(MaxPool(3, 2, relu=False)(x.relu()), ref)
