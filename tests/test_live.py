@@ -173,3 +173,44 @@ def test_a_reader_polling_the_live_files_never_sees_half_a_file(tmp_path):
     assert proc.wait() == 0, proc.stderr.read()[-2000:]
     assert not bad, bad[:3]
     assert summaries > 50 and tables > 50, (summaries, tables)  # it really read the files while they were written
+
+
+def test_a_classifier_resumed_from_an_epochs_checkpoint_keeps_that_epochs_row(tmp_path, monkeypatch):
+    """A classifier saves at every epoch's end. A run that dies after such a checkpoint resumes from it with the
+    live table as the checkpoint kept it: that epoch's row must be in it (it was saved before the row was logged,
+    and the resumed curve missed it)."""
+    import numpy as np
+
+    from dreaming_data.checkpoints import ResumeDir
+    from dreaming_data.classifier_training import train_classifier, training_identity
+    from dreaming_data.config import parse_params
+    from dreaming_data.data import load_digits
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "t"],
+                   check=True)
+    p = parse_params(tiny_params(**{"classifier.simple_cnn.batch_size": 16}))
+    recipe = p.classifier.simple_cnn
+    digits, _ = load_digits(8, seed=0)  # 80 training images at batch 16: 5 steps per epoch
+    train, val = (digits.subset(np.concatenate([np.flatnonzero(digits.y == c)[:n] for c in range(10)])) for n in (8, 3))
+    steps, live = 13, tmp_path / "dvclive/train_classifier-t/plots/metrics/val_acc.tsv"
+    resume = lambda: ResumeDir(tmp_path / "ckpt", training_identity("simple_cnn", recipe, train, val, 0, steps), "t")  # noqa: E731
+
+    def die_after_the_first_epoch(step):
+        if step == 6:
+            raise SystemExit("killed")  # what a kill leaves: the checkpoint of step 5 and a row logged after it
+
+    with pytest.raises(SystemExit):
+        train_classifier("simple_cnn", recipe, p.runtime, train, val, 0, steps, resume(), on_step=die_after_the_first_epoch,
+                         live_stage="train_classifier-t")
+    assert torch_step(tmp_path / "ckpt" / "state.pt") == 5
+    shutil.rmtree(tmp_path / "dvclive")  # as DVC does before it runs the stage again
+    train_classifier("simple_cnn", recipe, p.runtime, train, val, 0, steps, resume(), live_stage="train_classifier-t")
+    assert [int(r["step"]) for r in rows(live)] == [5, 10, 13]
+
+
+def torch_step(path: Path) -> int:
+    import torch
+
+    return torch.load(path, weights_only=True)["step"]

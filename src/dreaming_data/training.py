@@ -122,11 +122,9 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
                 epoch = e
             trainer.step(step, i)
             step += 1
-            if step % per_epoch == 0 or step == total:
+            epoch_ended = step % per_epoch == 0 or step == total
+            if epoch_ended:
                 trainer.end_epoch(e)
-                if save_each_epoch and step < total:
-                    save()
-                    last_save = time.monotonic()
             bar.update(1)
             if dd.is_main():
                 rate = (step - resumed_from) / max(time.perf_counter() - t_start, 1e-9)
@@ -135,6 +133,9 @@ def train(trainer: Trainer, resume: ResumeDir | None, device, runtime, gen, save
                     bar.set_postfix(shown, refresh=False)
                 if live.live is not None and (logged := trainer.live(step, rate, live.due(step, step == total))):
                     live.log(step, logged)
+            if epoch_ended and save_each_epoch and step < total:
+                save()  # after the step's live row: the checkpoint's copy of the live files has it
+                last_save = time.monotonic()
             if on_step is not None:
                 on_step(step)
             if not agree.due(step) and step < total:
