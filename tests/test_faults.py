@@ -285,3 +285,18 @@ def test_the_default_ddpm_on_a_cpu_prints_its_projection(tmp_path):
         proc.wait()
     note = next(line for line in err.replace("\r", "\n").splitlines() if "note:" in line)
     assert "ddpm linear: about" in note and " h to go on cpu (2 threads)" in note and "quickstart" in note
+
+
+def test_a_finished_stage_leaves_with_its_exit_handlers_run_and_its_output_flushed(tmp_path):
+    """runner.leave skips the interpreter's teardown (os._exit) after a stage succeeded: what the process printed
+    into a pipe, and what its exit handlers write, must still come out, with exit status 0."""
+    script = ("import atexit, pathlib, sys\n"
+              "from dreaming_data.runner import leave\n"
+              f"atexit.register(lambda: pathlib.Path({str(tmp_path / 'handler')!r}).write_text('ran'))\n"
+              "print('stdout, buffered', end='')\n"
+              "print('stderr', file=sys.stderr, end='')\n"
+              "leave()\n"
+              "print('never')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=stage_env(), timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "stdout, buffered", "stderr")
+    assert (tmp_path / "handler").read_text() == "ran"

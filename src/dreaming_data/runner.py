@@ -4,10 +4,11 @@ record its seconds, turn a user mistake into one line. What only some stages use
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dreaming_data.config import load_params
 from dreaming_data.errors import INTERRUPTED, UserError
@@ -71,6 +72,19 @@ def check_instance(stage, params, params_path: str | Path, kw: dict) -> None:
     if kw not in instances:
         known = ", ".join(stage.label(**i) for i in instances) or "none"
         raise UserError(f"{stage.label(**kw)} is not a stage of {params_path} (its {stage.name} stages: {known})")
+
+
+def leave() -> NoReturn:
+    """End a stage's process after its body succeeded, without the interpreter's teardown: the exit handlers run and
+    the streams are flushed, then ``os._exit(0)``. With torch loaded, the teardown (clearing thousands of modules'
+    objects) took ~0.5 s of every stage process, ~25 s of the quickstart's 50 stages; every output is closed and in
+    place before this (``outputs``), and a run under torchrun has left its process group (``dd.session``)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_stage(stage, params_path: str | Path = "params.yaml", **kw: Any) -> Any:

@@ -148,10 +148,11 @@ class Stage:
         line, exit 2, and the checkpoint kept."""
         import signal
 
-        from dreaming_data.runner import run_stage
-
         if self.distributed and run is None:
             raise RuntimeError(f"{self.script}: a distributed stage starts with STAGE.main(run=launch.run_stage)")
+        from dreaming_data.runner import leave, run_stage
+
         kwargs, params = self.parse(argv)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         (run or run_stage)(self, params, **kwargs)
+        leave()
