@@ -45,7 +45,7 @@ def test_model_files_cannot_run_code(workdir):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"not a model"])
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"not a model", b"junk\n", b"b", b"G"])
 def test_broken_model_file_is_one_line(tmp_path, content):
     path = tmp_path / "models" / "classifier" / "baseline-seed0.pt"
     path.parent.mkdir(parents=True)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -253,7 +254,8 @@ def load_torch(path: str | Path, kind: str, device: Any = "cpu") -> dict:
             obj = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise missing(path) from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
+            IndexError, struct.error) as exc:  # what torch's unpickler raises on bytes that are not a model
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a {kind} file written by dreaming-data ({first}){_remake_hint(path)}") from None
     if not isinstance(obj, dict) or obj.get("format") != kind:
