@@ -13,7 +13,9 @@ Cases run in turn, round after round (so a slow moment of the machine falls on a
 - the FID Inception: fid-helper's TorchScript as it ships (what ``quality.py`` ran before), and the eager form the
   pipeline runs now (``inception.py``) in fp32 and bf16, 32x32 uint8 images in, pool3 features out, images/s;
 - the classifiers' training step (``classifier_training.train_step``): the small CNN at batch 64 and ResNet-18 at
-  batch 128 on 32x32 RGB images, images/s.
+  batch 128 on 32x32 RGB images, images/s;
+- (``unet-plain``) issue 33's own measurement of the project UNet: forward, backward and Adam only, no dropout, EMA
+  or clipping, batch 32.
 
 bf16 is ``torch.autocast("cpu", torch.bfloat16)``, the pipeline's ``runtime.precision: bf16`` where the CPU has it
 natively (``runtime.native_bf16_cpu``); each ratio is against the first row of its group.
@@ -110,6 +112,31 @@ def unet_cases(p, batch: int, sample_batch: int) -> dict:
     return cases
 
 
+def plain_step_cases(p, batch: int) -> dict:
+    """Issue 33's own measurement: forward, backward and Adam of the same UNet without dropout, EMA or clipping (what
+    bf16 speeds up least is left out), fp32 eager against bf16 autocast."""
+    from dreaming_data.ddpm import build_unet
+
+    K, gen = 10, torch.Generator().manual_seed(3)
+    net = build_unet(replace(p.unet, dropout=0.0), (32, 32, 3), K).train()
+    x, t, y = (torch.randn(batch, 3, 32, 32, generator=gen), torch.randint(0, 1000, (batch,), generator=gen),
+               torch.randint(0, K, (batch,), generator=gen))
+    cases = {}
+    for half in (False, True):
+        model = copy.deepcopy(net)
+        opt = torch.optim.Adam(model.parameters(), lr=p.ddpm.lr)
+
+        def step(model=model, opt=opt, half=half):
+            with bf16(half):
+                loss = (model(x, t, y).float() - x).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        cases[("UNet plain step (forward, backward, Adam; no dropout, EMA, clipping)", "bf16" if half else "fp32")] = \
+            (step, batch)
+    return cases
+
+
 def inception_cases(batch: int) -> dict:
     import warnings
 
@@ -181,7 +208,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--seconds", type=float, default=4.0, help="per case per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", nargs="*", default=["unet", "inception", "classifier"])
+    ap.add_argument("--only", nargs="*", default=["unet", "unet-plain", "inception", "classifier"])
     args = ap.parse_args()
     from dreaming_data.config import parse_params
     from dreaming_data.overrides import apply_overrides
@@ -196,6 +223,8 @@ def main() -> None:
     cases = {}
     if "unet" in args.only:
         cases |= unet_cases(p, 32, 64)
+    if "unet-plain" in args.only:
+        cases |= plain_step_cases(p, 32)
     if "inception" in args.only:
         cases |= inception_cases(32)
     if "classifier" in args.only:
