@@ -92,7 +92,7 @@ class InceptionFeatures(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if x.shape[2:] != (FID_SIZE, FID_SIZE):
             x = tf_bilinear_resize(x, FID_SIZE)
-        feats = self.net(x.clamp_(lo, hi) if x.is_contiguous() else x.clamp(lo, hi))
+        feats = self.net(x.clamp(lo, hi))
         return feats.flatten(2).mean(2) if feats.ndim > 2 else feats
 
 
